@@ -1,0 +1,140 @@
+"""MNIST from its four raw IDX files: integrity check, loading, and the seeded splits.
+
+Splits (the brief's section 2.3 and 3.3):
+  train: 20,000 images of the official training set, exactly 2,000 of each digit;
+  val:   10,000 further images of the official training set, disjoint from ``train``;
+  test:  the official 10,000-image test set.
+Images stay in memory as uint8 tensors; training loops index them, no per-image transform.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# Canonical MD5 sums of the uncompressed raw files (``../shared/data/README.md``).
+RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+DATA_ENV = "MNIST_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+
+
+class DataError(RuntimeError):
+    """The data set is missing, unreadable or altered; the message is one line and says what to do."""
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_ENV, DEFAULT_DATA_DIR))
+
+
+def md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_raw(root: Path, expected: dict[str, str] = RAW_MD5) -> dict[str, str]:
+    """Check the four raw files under ``root/MNIST/raw`` against their MD5s; return the sums."""
+    raw = Path(root) / "MNIST" / "raw"
+    sums = {}
+    for name, want in expected.items():
+        path = raw / name
+        if not path.is_file():
+            raise DataError(f"{path} is missing; put the MNIST raw files there or pass --data-dir / set {DATA_ENV}")
+        got = md5(path)
+        if got != want:
+            raise DataError(f"{path} has MD5 {got}, expected {want}: the file is truncated or altered; "
+                            "delete it and rerun to download it again")
+        sums[name] = got
+    return sums
+
+
+def fetch(root: Path) -> None:
+    """Download the raw files with torchvision when they are absent (the only network access)."""
+    from torchvision.datasets import MNIST
+
+    raw = Path(root) / "MNIST" / "raw"
+    if all((raw / name).is_file() for name in RAW_MD5):
+        return
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        MNIST(root=str(root), train=True, download=True)
+    except Exception as err:  # torchvision raises RuntimeError, URLError, OSError...
+        raise DataError(f"MNIST is not in {raw} and could not be downloaded ({type(err).__name__}); "
+                        f"copy the four raw files there or pass --data-dir / set {DATA_ENV}") from None
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor  # (N, 28, 28) uint8
+    y: torch.Tensor  # (N,) int64 digit labels
+    index: torch.Tensor  # (N,) int64 positions in the official file, for the registry
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    md5: dict  # raw file name -> MD5, recorded as provenance
+
+
+def make_splits(train_x, train_y, test_x, test_y, seed: int, per_class: int = 2000, n_val: int = 10000) -> tuple[Split, Split, Split]:
+    """Draw a class-balanced training subset and a disjoint validation set, fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(train_y), generator=g)
+    chosen = torch.cat([perm[train_y[perm] == c][:per_class] for c in range(10)])
+    for c in range(10):
+        if int((train_y[chosen] == c).sum()) != per_class:
+            raise DataError(f"the training file has fewer than {per_class} images of digit {c}")
+    chosen = chosen.sort().values
+    rest = torch.ones(len(train_y), dtype=torch.bool)
+    rest[chosen] = False
+    remaining = perm[rest[perm]]
+    val_idx = remaining[:n_val].sort().values
+    test_idx = torch.arange(len(test_y))
+
+    def split(x, y, idx):
+        return Split(x[idx].contiguous(), y[idx].long(), idx)
+
+    return split(train_x, train_y, chosen), split(train_x, train_y, val_idx), split(test_x, test_y, test_idx)
+
+
+def load_splits(root: Path, seed: int, per_class: int = 2000, n_val: int = 10000, download: bool = True) -> Splits:
+    """Fetch if needed, verify MD5s, load through torchvision's ``MNIST`` and split."""
+    from torchvision.datasets import MNIST
+
+    root = Path(root)
+    if download:
+        fetch(root)
+    sums = verify_raw(root)
+    try:
+        official = [MNIST(root=str(root), train=t, download=False) for t in (True, False)]
+    except Exception as err:
+        raise DataError(f"torchvision could not read MNIST under {root} ({err}); delete the raw files and rerun") from None
+    arrays = [a for ds in official for a in (ds.data, ds.targets)]
+    train, val, test = make_splits(*arrays, seed=seed, per_class=per_class, n_val=n_val)
+    return Splits(train, val, test, sums)
+
+
+def to_float(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) scaled linearly from [0, 255] to [low, high]."""
+    return (x.float().unsqueeze(1) / 255.0) * (high - low) + low
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
+    """Index tensors covering range(n): shuffled by ``generator`` when given, in order otherwise."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return order.split(batch_size)

@@ -1,0 +1,91 @@
+"""Probability for every VAE question, written by hand (tested against ``torch.distributions``).
+
+Notation (brief, section 3.1): latent z in R^d, prior p(z) = N(0, I), likelihood
+p(x|z) = N(G(z), sigma_p^2 I) over D pixels, proposal q_x(z) = N(mu, diag(sigma^2)) stored as
+r = log sigma^2 (section 3.2). Log-densities are summed over the last dimension.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def diag_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(logvar))), summed over the last dimension; broadcasts."""
+    # log N = -1/2 * sum_j [ log 2pi + r_j + (x_j - mu_j)^2 / exp(r_j) ]
+    return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar)).sum(-1)
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I), summed over the last dimension."""
+    return -0.5 * (LOG_2PI + z ** 2).sum(-1)
+
+
+def isotropic_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> torch.Tensor:
+    """log N(x; mean, sigma^2 I) over the last dimension: the likelihood p(x|z) of section 3.1.1."""
+    dim = x.shape[-1]
+    # log N = -D/2 log(2 pi sigma^2) - ||x - mean||^2 / (2 sigma^2)
+    return -0.5 * dim * (LOG_2PI + 2.0 * math.log(sigma)) - ((x - mean) ** 2).sum(-1) / (2.0 * sigma ** 2)
+
+
+def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) per dimension, exact (the brief's Eq. 7, corrected).
+
+    Eq. 7 prints mu^2 + sigma^2 - log(sigma) - 1; the exact value is half of mu^2 + sigma^2 - log(sigma^2) - 1.
+    """
+    return 0.5 * (mean ** 2 + torch.exp(logvar) - logvar - 1.0)
+
+
+def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps with sigma = exp(r / 2), eps ~ N(0, I) (section 3.1.4)."""
+    if eps is None:
+        eps = torch.randn_like(mean)
+    return mean + torch.exp(0.5 * logvar) * eps
+
+
+def brief_loss(x: torch.Tensor, x_mean: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training loss of Eq. 5 with the aggregation of section 3.2, returned as (mse, kl).
+
+    mse: squared error averaged over pixels and batch (``nn.MSELoss``); kl: the exact KL averaged
+    over latent dimensions and batch. The loss is mse + kl. Inputs x, x_mean: (B, D); mean, logvar: (B, d).
+    """
+    mse = ((x - x_mean) ** 2).mean()
+    kl = kl_to_standard_normal(mean, logvar).mean()
+    return mse, kl
+
+
+def negative_elbo(x: torch.Tensor, x_mean: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, sigma_p: float) -> torch.Tensor:
+    """-ELBO per image in nats (Eq. 4) for p(x|z) = N(G(z), sigma_p^2 I), one z sample; shape (B,)."""
+    return -isotropic_gaussian_log_prob(x, x_mean, sigma_p) + kl_to_standard_normal(mean, logvar).sum(-1)
+
+
+def importance_log_likelihood(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    sigma_p: float,
+    samples: int = 1000,
+    chunk: int = 250,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """log p(x) by importance sampling with proposal q_x (Eq. 9); shape (B,).
+
+    x: (B, D); mean, logvar: (B, d); decode maps (N, d) latents to (N, D) means G(z).
+    The M samples are drawn in chunks so that memory stays at chunk * B decoder outputs.
+    """
+    log_w = []
+    for start in range(0, samples, chunk):
+        m = min(chunk, samples - start)
+        eps = torch.randn((m, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)  # (m, B, d)
+        z = reparameterize(mean, logvar, eps)  # (m, B, d)
+        x_mean = decode(z.reshape(-1, z.shape[-1])).reshape(m, x.shape[0], -1)  # (m, B, D)
+        # log w_i = log p(z_i) + log p(x | z_i) - log q(z_i)
+        log_w.append(standard_normal_log_prob(z) + isotropic_gaussian_log_prob(x, x_mean, sigma_p)
+                     - diag_gaussian_log_prob(z, mean, logvar))  # (m, B)
+    # log p(x) ~ logsumexp_i log w_i - log M
+    return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(samples)

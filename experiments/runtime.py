@@ -1,0 +1,72 @@
+"""Seeding, devices, determinism and progress: the one place where randomness is set up."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch from one integer; return a CPU generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def configure_determinism(threads: int) -> None:
+    """Fix the thread count and ask torch for deterministic kernels (same machine, same numbers)."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    # cuBLAS needs this workspace setting to be deterministic on CUDA.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+class DeviceError(ValueError):
+    """A device was requested that this machine does not have."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map ``auto|cpu|cuda`` to a device; ``cuda`` without CUDA is an error, never a fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda was requested but this machine has no CUDA device; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise DeviceError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+class Progress:
+    """One status line on stderr: section, epoch, batch, running loss, time left (throttled)."""
+
+    def __init__(self, section: str, stream=None, interval_s: float = 0.5):
+        self.section = section
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval_s = interval_s
+        self._last = 0.0
+        self._start = time.perf_counter()
+
+    def update(self, epoch: int, epochs: int, batch: int, batches: int, loss: float) -> None:
+        now = time.perf_counter()
+        done = (epoch - 1) * batches + batch
+        if now - self._last < self.interval_s and done < epochs * batches:
+            return
+        self._last = now
+        elapsed = now - self._start
+        left = elapsed / max(done, 1) * (epochs * batches - done)
+        self.stream.write(
+            f"\r[{self.section}] epoch {epoch}/{epochs} batch {batch}/{batches} "
+            f"loss {loss:.4f} elapsed {elapsed:5.0f}s left {left:5.0f}s "
+        )
+        self.stream.flush()
+
+    def note(self, message: str) -> None:
+        """A full line (a finished epoch, a checkpoint reused)."""
+        self.stream.write(f"\r[{self.section}] {message}\n")
+        self.stream.flush()
