@@ -1,0 +1,50 @@
+"""Shared plotting: one style for every figure (the report's serif family), and curve panels."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+STYLE = {
+    "font.family": "DejaVu Serif",
+    "mathtext.fontset": "dejavuserif",
+    "font.size": 7.5,
+    "axes.titlesize": 7.5,
+    "axes.labelsize": 7.5,
+    "legend.fontsize": 6.5,
+    "xtick.labelsize": 6.5,
+    "ytick.labelsize": 6.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3,
+    "svg.fonttype": "path",
+    "svg.hashsalt": "vi-mnist",
+}
+
+
+def new_figure(ncols: int = 1, width_in: float = 3.2, height_in: float = 2.0):
+    """A figure with ``ncols`` side-by-side axes in the report's style."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, ncols, figsize=(width_in, height_in), layout="constrained", squeeze=False)
+    return fig, list(axes[0])
+
+
+def plot_curves(ax, series: dict[str, list[float]], xlabel: str = "epoch", ylabel: str = "", x=None) -> None:
+    """One line per named series against epochs 1..n (or the given x), with a legend."""
+    with plt.rc_context(STYLE):
+        for label, values in series.items():
+            xs = x if x is not None else np.arange(1, len(values) + 1)
+            ax.plot(xs, values, marker="o", label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, linewidth=0.5)
+        ax.legend(frameon=False)
+
+
+def to_unit_range(x: torch.Tensor, low: float, high: float) -> np.ndarray:
+    """Images in [low, high] (any leading shape, last two 28x28) -> numpy floats in [0, 1] for DigitGrid."""
+    return ((x.detach().float().cpu() - low) / (high - low)).clamp(0.0, 1.0).numpy()
