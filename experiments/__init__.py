@@ -4,4 +4,7 @@ Each module has a header docstring (question, method, command), a frozen ``Confi
 a ``SMOKE`` configuration with tiny sizes, and one ``run(cfg, ctx) -> Result`` that computes and
 returns; the pipeline (``pipeline/``) writes everything. Experiment code imports only torch,
 torchvision, numpy, matplotlib and the standard library, as the brief allows.
+
+AI-written code (brief, section 4.1.1): every module of this package was written by an AI coding
+assistant (Claude, by Anthropic); the report's section "Use of AI tools" says how.
 """

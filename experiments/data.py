@@ -42,11 +42,11 @@ def md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_raw(root: Path, expected: dict[str, str] = RAW_MD5) -> dict[str, str]:
-    """Check the four raw files under ``root/MNIST/raw`` against their MD5s; return the sums."""
+def verify_raw(root: Path) -> dict[str, str]:
+    """Check the four raw files under ``root/MNIST/raw`` against ``RAW_MD5``; return the sums."""
     raw = Path(root) / "MNIST" / "raw"
     sums = {}
-    for name, want in expected.items():
+    for name, want in RAW_MD5.items():
         path = raw / name
         if not path.is_file():
             raise DataError(f"{path} is missing; put the MNIST raw files there or pass --data-dir / set {DATA_ENV}")
@@ -84,15 +84,29 @@ class Split:
 
 
 @dataclass(frozen=True)
+class SplitSpec:
+    """Sizes of the three splits; the brief's are the defaults, ``--smoke`` uses tiny ones."""
+
+    per_class: int = 2000  # training images of each digit (brief, section 2.3: 2,000 x 10)
+    n_val: int = 10000  # validation images, drawn from the rest of the official training set
+    n_test: int | None = None  # test images from the official test set; None keeps all 10,000
+
+
+SMOKE_SPLIT = SplitSpec(per_class=50, n_val=500, n_test=500)
+
+
+@dataclass(frozen=True)
 class Splits:
     train: Split
     val: Split
     test: Split
     md5: dict  # raw file name -> MD5, recorded as provenance
+    spec: SplitSpec = SplitSpec()
 
 
-def make_splits(train_x, train_y, test_x, test_y, seed: int, per_class: int = 2000, n_val: int = 10000) -> tuple[Split, Split, Split]:
-    """Draw a class-balanced training subset and a disjoint validation set, fixed by ``seed``."""
+def make_splits(train_x, train_y, test_x, test_y, seed: int, spec: SplitSpec = SplitSpec()) -> tuple[Split, Split, Split]:
+    """Draw a class-balanced training subset, a disjoint validation set and the test set, fixed by ``seed``."""
+    per_class, n_val = spec.per_class, spec.n_val
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(train_y), generator=g)
     chosen = torch.cat([perm[train_y[perm] == c][:per_class] for c in range(10)])
@@ -103,8 +117,12 @@ def make_splits(train_x, train_y, test_x, test_y, seed: int, per_class: int = 20
     rest = torch.ones(len(train_y), dtype=torch.bool)
     rest[chosen] = False
     remaining = perm[rest[perm]]
+    if len(remaining) < n_val:
+        raise DataError(f"the training file has {len(remaining)} images left for validation, {n_val} needed")
     val_idx = remaining[:n_val].sort().values
     test_idx = torch.arange(len(test_y))
+    if spec.n_test is not None:
+        test_idx = torch.randperm(len(test_y), generator=g)[:spec.n_test].sort().values
 
     def split(x, y, idx):
         return Split(x[idx].contiguous(), y[idx].long(), idx)
@@ -112,7 +130,7 @@ def make_splits(train_x, train_y, test_x, test_y, seed: int, per_class: int = 20
     return split(train_x, train_y, chosen), split(train_x, train_y, val_idx), split(test_x, test_y, test_idx)
 
 
-def load_splits(root: Path, seed: int, per_class: int = 2000, n_val: int = 10000, download: bool = True) -> Splits:
+def load_splits(root: Path, seed: int, spec: SplitSpec = SplitSpec(), download: bool = True) -> Splits:
     """Fetch if needed, verify MD5s, load through torchvision's ``MNIST`` and split."""
     from torchvision.datasets import MNIST
 
@@ -125,8 +143,8 @@ def load_splits(root: Path, seed: int, per_class: int = 2000, n_val: int = 10000
     except Exception as err:
         raise DataError(f"torchvision could not read MNIST under {root} ({err}); delete the raw files and rerun") from None
     arrays = [a for ds in official for a in (ds.data, ds.targets)]
-    train, val, test = make_splits(*arrays, seed=seed, per_class=per_class, n_val=n_val)
-    return Splits(train, val, test, sums)
+    train, val, test = make_splits(*arrays, seed=seed, spec=spec)
+    return Splits(train, val, test, sums, spec)
 
 
 def to_float(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
@@ -138,3 +156,14 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
     """Index tensors covering range(n): shuffled by ``generator`` when given, in order otherwise."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     return order.split(batch_size)
+
+
+def pick_per_digit(labels: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """(10, k) positions into ``labels``: k distinct random images of each digit 0..9, row = digit."""
+    rows = []
+    for digit in range(10):
+        pool = (labels == digit).nonzero().squeeze(1)
+        if len(pool) < k:
+            raise DataError(f"the split has {len(pool)} images of digit {digit}, {k} needed")
+        rows.append(pool[torch.randperm(len(pool), generator=generator)[:k]])
+    return torch.stack(rows)

@@ -63,7 +63,7 @@ def negative_elbo(x: torch.Tensor, x_mean: torch.Tensor, mean: torch.Tensor, log
     return -isotropic_gaussian_log_prob(x, x_mean, sigma_p) + kl_to_standard_normal(mean, logvar).sum(-1)
 
 
-def importance_log_likelihood(
+def importance_log_weights(
     x: torch.Tensor,
     mean: torch.Tensor,
     logvar: torch.Tensor,
@@ -73,7 +73,7 @@ def importance_log_likelihood(
     chunk: int = 250,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """log p(x) by importance sampling with proposal q_x (Eq. 9); shape (B,).
+    """log w_i = log p(z_i) + log p(x|z_i) - log q_x(z_i) for z_i ~ q_x (Eq. 9's summands); (M, B).
 
     x: (B, D); mean, logvar: (B, d); decode maps (N, d) latents to (N, D) means G(z).
     The M samples are drawn in chunks so that memory stays at chunk * B decoder outputs.
@@ -81,11 +81,29 @@ def importance_log_likelihood(
     log_w = []
     for start in range(0, samples, chunk):
         m = min(chunk, samples - start)
-        eps = torch.randn((m, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)  # (m, B, d)
+        eps = torch.randn((m, *mean.shape), generator=generator, dtype=mean.dtype).to(mean.device)  # (m, B, d)
         z = reparameterize(mean, logvar, eps)  # (m, B, d)
         x_mean = decode(z.reshape(-1, z.shape[-1])).reshape(m, x.shape[0], -1)  # (m, B, D)
-        # log w_i = log p(z_i) + log p(x | z_i) - log q(z_i)
         log_w.append(standard_normal_log_prob(z) + isotropic_gaussian_log_prob(x, x_mean, sigma_p)
                      - diag_gaussian_log_prob(z, mean, logvar))  # (m, B)
-    # log p(x) ~ logsumexp_i log w_i - log M
-    return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(samples)
+    return torch.cat(log_w)
+
+
+def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
+    """log (1/M) sum_i exp(log_w_i) over dim 0, stably (Eq. 9): logsumexp - log M; (B,)."""
+    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
+def log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
+    """Delta-method standard error of ``log_mean_exp`` over dim 0: sqrt((M sum_i w~_i^2 - 1) / M), (B,).
+
+    w~ are the self-normalised weights; sum_i w~_i^2 = exp(logsumexp(2 log w) - 2 logsumexp(log w)).
+    """
+    m = log_w.shape[0]
+    sum_sq = torch.exp(torch.logsumexp(2 * log_w, 0) - 2 * torch.logsumexp(log_w, 0))
+    return torch.sqrt((m * sum_sq - 1).clamp(min=0) / m)
+
+
+def importance_log_likelihood(x, mean, logvar, decode, sigma_p, samples=1000, chunk=250, generator=None) -> torch.Tensor:
+    """log p(x) by importance sampling with proposal q_x (Eq. 9); shape (B,). Arguments as above."""
+    return log_mean_exp(importance_log_weights(x, mean, logvar, decode, sigma_p, samples, chunk, generator))

@@ -70,3 +70,12 @@ class Progress:
         """A full line (a finished epoch, a checkpoint reused)."""
         self.stream.write(f"\r[{self.section}] {message}\n")
         self.stream.flush()
+
+
+@torch.no_grad()
+def map_batches(fn, *tensors: torch.Tensor, batch_size: int = 1000):
+    """Apply ``fn`` to aligned slices of ``tensors`` and concatenate its outputs (a tensor or a tuple)."""
+    outs = [fn(*(t[i:i + batch_size] for t in tensors)) for i in range(0, len(tensors[0]), batch_size)]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+    return torch.cat(outs)

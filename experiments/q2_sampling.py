@@ -1,0 +1,60 @@
+"""Q2 of the brief (section 3.4): sampling from the VAE of Q1 as it trains.
+
+Question: sample 10 latents from the prior and pass them through the generators of epochs 1, 5,
+10, 20 and 30; plot the generations (no explanation needed).
+
+Method: ten z ~ N(0, I) drawn once with the seed, decoded by each saved generator of Q1. We show
+decoder means G(z): a sample of p(x|z) = N(G(z), sigma_p^2 I) adds independent noise of standard
+deviation sigma_p = 0.4 (a fifth of the pixel range) to every pixel, which hides the digit.
+
+Rerun: ``python reproduce.py --only q2`` (runs Q1 first when its checkpoint is missing or stale)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import vae
+from .contract import Context, DigitGrid, Result
+from .plotting import to_unit_range
+
+SECTION = "q2"
+TITLE = "Q2: sampling from the VAE"
+REQUIRES = ("q1",)
+
+
+@dataclass(frozen=True)
+class Config:
+    samples: int = 10  # latents drawn from the prior p(z) = N(0, I)
+    stream: int = 2  # the prior latents use the generator seeded with seed + stream
+
+
+SMOKE = Config()
+
+HEADLINE = ("ink_change_last", "mean |change| of samples, epoch 20 to 30")
+TOLERANCES = {"ink_change_last": (1e-6, 0.02)}
+
+
+def prior_latents(n: int, dim: int, seed: int) -> torch.Tensor:
+    """(n, dim) draws from N(0, I), fixed by ``seed``."""
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def run(cfg: Config, ctx: Context) -> Result:
+    q1 = ctx.require("q1")
+    z = prior_latents(cfg.samples, q1["arch"]["latent_dim"], ctx.seed + cfg.stream).to(ctx.device)
+    epochs = sorted(map(int, q1["decoders"]))
+    rows = [vae.restore_decoder(q1["arch"], q1["decoders"][str(e)], ctx.device)(z).cpu() for e in epochs]
+    images = to_unit_range(torch.stack(rows)[:, :, 0], *q1["arch"]["pixel_range"])  # (epochs, n, 28, 28)
+    change = [float(abs(images[i + 1] - images[i]).mean()) for i in range(len(epochs) - 1)]
+    metrics = {
+        "epochs": epochs,
+        "z_norms": z.norm(dim=1).tolist(),
+        "mean_ink": [float(im.mean()) for im in images],
+        "ink_change": change,
+        "ink_change_last": change[-1] if change else 0.0,
+    }
+    grid = DigitGrid(images, tuple(f"epoch {e}" for e in epochs), tuple(f"z{i + 1}" for i in range(cfg.samples)))
+    return Result(metrics, {"samples": grid}, {"z": z.cpu()})

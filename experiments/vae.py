@@ -1,0 +1,170 @@
+"""The VAE machinery shared by Q1 to Q4 and the additional findings: training, evaluation, restoring.
+
+Loss (brief, Eq. 5 with the aggregation of section 3.2): the squared error averaged over the D
+pixels plus ``kl_weight`` times the KL averaged over the d latent dimensions. With p(x|z) =
+N(G(z), sigma_p^2 I) the true negative ELBO per image is
+    ||x - G(z)||^2 / (2 sigma_p^2) + sum_j KL_j + (D/2) log(2 pi sigma_p^2),
+so D / (2 sigma_p^2) times the brief's loss is the negative ELBO with the KL weighted by
+beta = D / (2 sigma_p^2 d) * kl_weight (12.25 for D = 784, d = 200, sigma_p = 0.4, kl_weight = 1).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .data import batches
+from .models import Decoder, Encoder
+from .prob import brief_loss, isotropic_gaussian_log_prob, kl_to_standard_normal, reparameterize
+from .runtime import map_batches
+
+PIXELS = 28 * 28  # D
+
+
+def effective_kl_weight(sigma_p: float, latent_dim: int, kl_weight: float = 1.0) -> float:
+    """beta such that (D / 2 sigma_p^2) * loss = ||x - G||^2 / (2 sigma_p^2) + beta * KL_nats."""
+    return PIXELS / (2.0 * sigma_p ** 2 * latent_dim) * kl_weight
+
+
+def output_activation(pixel_range) -> str:
+    """G ends in tanh for pixels in [-1, 1], in a sigmoid for [0, 1]."""
+    return {(-1.0, 1.0): "tanh", (0.0, 1.0): "sigmoid"}[tuple(pixel_range)]
+
+
+def build(latent_dim: int, channels: int, pixel_range, device: torch.device) -> tuple[Encoder, Decoder]:
+    """Encoder S and generator G, freshly initialised."""
+    return (Encoder(latent_dim, channels).to(device),
+            Decoder(latent_dim, channels, output_activation(pixel_range)).to(device))
+
+
+def arch(cfg) -> dict:
+    """What ``build`` needs, as stored in a checkpoint."""
+    return {"latent_dim": cfg.latent_dim, "channels": cfg.channels, "pixel_range": list(cfg.pixel_range)}
+
+
+def train_epoch(enc, dec, opt, x: torch.Tensor, cfg, generator: torch.Generator, report: Callable) -> float:
+    """One pass over x (N, 1, 28, 28) in shuffled batches; a new eps per image per step; mean loss."""
+    enc.train()
+    dec.train()
+    order = batches(len(x), cfg.batch_size, generator)
+    total = 0.0
+    for i, idx in enumerate(order, 1):
+        xb = x[idx.to(x.device)]  # (B, 1, 28, 28)
+        mean, logvar = enc(xb)  # (B, d) each
+        x_mean = dec(reparameterize(mean, logvar))  # (B, 1, 28, 28)
+        mse, kl = brief_loss(xb.flatten(1), x_mean.flatten(1), mean, logvar)
+        loss = mse + cfg.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        report(i, len(order), loss.item())
+    return total / len(x)
+
+
+@torch.no_grad()
+def per_image(enc, dec, x: torch.Tensor, sigma_p: float, seed: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """Per-image terms on a split with one z per image; eps fixed by ``seed`` so epochs compare."""
+    enc.eval()
+    dec.eval()
+    eps = torch.randn(len(x), dec.linear.in_features, generator=torch.Generator().manual_seed(seed)).to(x.device)
+
+    def terms(xb, eb):
+        mean, logvar = enc(xb)
+        xf, x_mean = xb.flatten(1), dec(reparameterize(mean, logvar, eb)).flatten(1)  # (B, D)
+        kl = kl_to_standard_normal(mean, logvar)  # (B, d)
+        nll = -isotropic_gaussian_log_prob(xf, x_mean, sigma_p)  # -log p(x|z), (B,)
+        return ((xf - x_mean) ** 2).mean(1), kl.mean(1), kl.sum(1), nll, mean
+
+    mse, kl_mean, kl_nats, nll, mean = map_batches(terms, x, eps, batch_size=batch_size)
+    return {"mse": mse, "kl": kl_mean, "kl_nats": kl_nats, "neg_elbo": nll + kl_nats, "mean": mean}
+
+
+def summarize(terms: dict[str, torch.Tensor], kl_weight: float, threshold: float) -> dict[str, float]:
+    """Split averages: the brief's loss and its parts, -ELBO and KL in nats, active latent units."""
+    n = len(terms["mse"])
+    return {
+        "loss": (terms["mse"] + kl_weight * terms["kl"]).mean().item(),
+        "mse": terms["mse"].mean().item(),
+        "kl": terms["kl"].mean().item(),
+        "neg_elbo": terms["neg_elbo"].mean().item(),
+        "neg_elbo_se": (terms["neg_elbo"].std() / math.sqrt(n)).item(),
+        "kl_nats": terms["kl_nats"].mean().item(),
+        # unit j is active when Var_x(E_q[z_j]) > threshold (Burda et al. 2015)
+        "active_units": int((terms["mean"].var(0) > threshold).sum()),
+    }
+
+
+@torch.no_grad()
+def reconstruct(enc, dec, x: torch.Tensor) -> torch.Tensor:
+    """Decoder means at the posterior means, G(mu(x)): (B, 1, 28, 28)."""
+    enc.eval()
+    dec.eval()
+    return dec(enc(x)[0])
+
+
+@torch.no_grad()
+def recon_error(decode: Callable, codes: torch.Tensor, x: torch.Tensor, batch_size: int) -> float:
+    """Mean squared error per pixel between x and decode(codes), over a whole split."""
+    x_hat = map_batches(decode, codes, batch_size=batch_size)
+    return ((x_hat - x) ** 2).mean().item()
+
+
+@dataclass
+class Fit:
+    """What ``fit`` returns: histories, per-epoch snapshots and the final networks."""
+
+    history: dict[str, list]
+    snapshots: dict[int, dict]  # epoch -> {"decoder": state, "recon": {name: images}, "recon_error": float}
+    encoder: Encoder
+    decoder: Decoder
+    epoch_s: list[float]
+
+
+def fit(cfg, ctx, x_train: torch.Tensor, x_val: torch.Tensor, shown: dict[str, torch.Tensor]) -> Fit:
+    """Train for cfg.epochs; evaluate train and val every epoch; snapshot at cfg.snapshot_epochs.
+
+    shown: name -> (10, 1, 28, 28) images whose reconstructions are kept at each snapshot.
+    """
+    enc, dec = build(**arch(cfg), device=ctx.device)
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.lr)
+    generator = torch.Generator().manual_seed(ctx.seed)
+    history: dict[str, list] = {"train_loss_running": [], "train": [], "val": []}
+    snapshots, epoch_s = {}, []
+    for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
+        report = lambda i, n, loss: ctx.progress.update(epoch, cfg.epochs, i, n, loss)  # noqa: E731
+        history["train_loss_running"].append(train_epoch(enc, dec, opt, x_train, cfg, generator, report))
+        for name, x in (("train", x_train), ("val", x_val)):
+            terms = per_image(enc, dec, x, cfg.sigma_p, ctx.seed + 1, cfg.eval_batch)
+            history[name].append(summarize(terms, cfg.kl_weight, cfg.active_threshold))
+        if epoch in cfg.snapshot_epochs:
+            snapshots[epoch] = {
+                "decoder": {k: v.detach().cpu().clone() for k, v in dec.state_dict().items()},
+                "recon": {name: reconstruct(enc, dec, x).cpu() for name, x in shown.items()},
+                "recon_error": recon_error(dec, map_batches(lambda xb: enc(xb)[0], x_train, batch_size=cfg.eval_batch),
+                                           x_train, cfg.eval_batch),
+            }
+        epoch_s.append(time.perf_counter() - start)
+        tr, va = history["train"][-1], history["val"][-1]
+        ctx.progress.note(f"epoch {epoch}/{cfg.epochs}: loss train {tr['loss']:.4f} val {va['loss']:.4f}, "
+                          f"-ELBO val {va['neg_elbo']:.1f} nats, KL {va['kl_nats']:.1f} nats, "
+                          f"{tr['active_units']} active units ({epoch_s[-1]:.1f}s)")
+    return Fit(history, snapshots, enc, dec, epoch_s)
+
+
+def restore(state: dict, device: torch.device) -> tuple[Encoder, Decoder]:
+    """Rebuild Q1's final networks from its checkpoint artifacts (``arch``, ``encoder``, ``decoder``)."""
+    enc, _ = build(**state["arch"], device=device)
+    enc.load_state_dict(state["encoder"])
+    return enc.eval(), restore_decoder(state["arch"], state["decoder"], device)
+
+
+def restore_decoder(arch_: dict, weights: dict, device: torch.device) -> Decoder:
+    """A generator G with the given architecture and weights, in eval mode."""
+    dec = Decoder(arch_["latent_dim"], arch_["channels"], output_activation(arch_["pixel_range"])).to(device)
+    dec.load_state_dict(weights)
+    return dec.eval()
