@@ -1,0 +1,8 @@
+"""The machinery around the experiments: ordering, caching, registry, figures, rendering, verifying.
+
+Unlike ``experiments/``, this package may use the CLI and report libraries (click, jinja2,
+weasyprint, ziamath); the experiments never import it.
+
+AI-written code (brief, section 4.1.1): every module of this package was written by an AI coding
+assistant (Claude, by Anthropic); the report's section "Use of AI tools" says how.
+"""

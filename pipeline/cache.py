@@ -1,0 +1,81 @@
+"""Cache keys: a section is fresh when its configuration, code, data, environment and upstream
+sections are what produced its registry entry; otherwise ``stale_reasons`` says which changed.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = ("config", "code", "data", "env", "upstream")
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def jsonable_config(cfg) -> dict:
+    """A frozen dataclass as plain JSON (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def code_files(module: ModuleType) -> dict[str, str]:
+    """SHA-256 of the module's source and of every ``experiments`` module it imports, transitively."""
+    package = ROOT / "experiments"
+    todo, seen = [Path(module.__file__).resolve()], {}
+    while todo:
+        path = todo.pop()
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in seen:
+            continue
+        source = path.read_bytes()
+        seen[rel] = hashlib.sha256(source).hexdigest()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                todo += [package / f"{n.split('.')[0]}.py" for n in names if (package / f"{n.split('.')[0]}.py").exists()]
+    return dict(sorted(seen.items()))
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    parts: dict[str, str]  # part name -> hash
+    files: dict[str, str]  # code file -> hash, so a stale reason can name the file
+
+    @property
+    def digest(self) -> str:
+        return digest(self.parts)
+
+
+def make_key(config: dict, files: dict[str, str], data: dict, env: dict, upstream: dict[str, str]) -> CacheKey:
+    parts = {"config": digest(config), "code": digest(files), "data": digest(data),
+             "env": digest(env), "upstream": digest(upstream)}
+    return CacheKey(parts, files)
+
+
+def stale_reasons(entry: dict | None, key: CacheKey) -> list[str]:
+    """Why a registry entry does not match the key (empty when it does)."""
+    if entry is None:
+        return ["no results yet"]
+    if entry.get("cache_key") == key.digest:
+        return []
+    recorded = entry.get("key_parts", {})
+    reasons = []
+    for part in PARTS:
+        if recorded.get(part) == key.parts[part]:
+            continue
+        if part == "code":
+            old = entry.get("code_files", {})
+            changed = sorted(f for f in set(old) | set(key.files) if old.get(f) != key.files.get(f))
+            reasons.append("code changed: " + ", ".join(changed))
+        else:
+            reasons.append({"config": "configuration changed", "data": "data or splits changed",
+                            "env": "library versions, device or threads changed",
+                            "upstream": "an upstream section changed"}[part])
+    return reasons or ["cache key changed"]

@@ -1,0 +1,57 @@
+"""Section artifacts (model weights and the tensors later sections reuse), checksummed on disk.
+
+A checkpoint is ``<dir>/<section>-<key>.pt``; the registry entry records its file name and
+SHA-256, so a missing, truncated or altered file is detected before it is loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .registry import atomic_write
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or does not match its recorded checksum."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class CheckpointStore:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def save(self, section: str, key: str, artifacts: dict[str, Any]) -> dict[str, str]:
+        """Write the artifacts atomically, drop the section's older checkpoints, return the record."""
+        buffer = io.BytesIO()
+        torch.save(artifacts, buffer)
+        path = self.folder / f"{section}-{key[:16]}.pt"
+        atomic_write(path, buffer.getvalue())
+        for old in self.folder.glob(f"{section}-*.pt"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        return {"file": path.name, "sha256": sha256(path)}
+
+    def check(self, record: dict[str, str] | None) -> None:
+        """Raise CheckpointError unless the recorded file exists with the recorded checksum."""
+        if record is None:
+            raise CheckpointError("no checkpoint recorded")
+        path = self.folder / record["file"]
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} is missing")
+        if sha256(path) != record["sha256"]:
+            raise CheckpointError(f"checkpoint {path} is corrupt (SHA-256 mismatch)")
+
+    def load(self, record: dict[str, str] | None, device: torch.device) -> dict[str, Any]:
+        self.check(record)
+        return torch.load(self.folder / record["file"], map_location=device, weights_only=True)

@@ -1,0 +1,50 @@
+"""SIGINT and SIGTERM as an exception, and a critical section in which they wait.
+
+Outside a critical section a signal raises ``Interrupted`` at once, abandoning the section being
+computed (nothing of it has been written). Inside one, such as writing a section's figures,
+checkpoint and registry entry, the signal is held and raised when the section is done, so those
+files are all written or none.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread when SIGINT or SIGTERM arrives."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Turn SIGINT/SIGTERM into ``Interrupted`` for the duration; restore the old handlers after."""
+    old = {s: signal.signal(s, _raise) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def critical():
+    """Hold SIGINT/SIGTERM until the block ends, then raise ``Interrupted`` for the first one held."""
+    pending: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if pending:
+        raise Interrupted(pending[0])

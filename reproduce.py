@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Reproduce every number, figure and page of the report on variational inference for MNIST.
+
+    python reproduce.py --all              train and evaluate every section, then write the report
+    python reproduce.py --only q4          rerun one section (its stale prerequisites first)
+    python reproduce.py --list             what has results, from when, fresh or stale and why
+    python reproduce.py --verify --only q1 recompute into a scratch folder and compare
+    python reproduce.py --smoke --all      the whole pipeline on tiny sizes, in its own folder
+
+AI-written code (brief, section 4.1.1): this script, like experiments/ and pipeline/, was written by
+an AI coding assistant (Claude, by Anthropic).
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from pipeline.cache import ROOT
+
+SECTION_NAMES = ("sup", "q1", "q2", "q3", "q4", "extra")
+EXIT_INTERRUPTED = {2: 130, 15: 143}  # SIGINT, SIGTERM: 128 + signal number
+
+
+class OneLineErrors(click.Command):
+    """Every usage or run-time error is one line on stderr and a non-zero exit, never a traceback."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        except click.ClickException as err:
+            click.echo(f"error: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        sys.exit(code or 0)
+
+
+def parse_sections(only: tuple[str, ...]) -> list[str]:
+    names = [n.strip() for item in only for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SECTION_NAMES]
+    if unknown:
+        raise click.UsageError(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTION_NAMES)}")
+    return names
+
+
+def writable(folder: Path) -> Path:
+    """The folder, created if needed, after checking that a file can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise click.ClickException(f"cannot write to {folder}: {err.strerror or err}") from None
+    return folder
+
+
+@click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--all", "run_all", is_flag=True, help="Run every section in order (sup, q1, q2, q3, q4, extra), then write the report.")
+@click.option("--only", multiple=True, metavar="SECTION",
+              help="Run only these sections (repeat, or separate by commas): sup, q1, q2, q3, q4, extra.")
+@click.option("--list", "list_", is_flag=True, help="List each section: results or not, from when, wall time, headline, fresh or stale and why.")
+@click.option("--verify", is_flag=True,
+              help="Recompute the sections (all, or --only) in a scratch folder and compare every number with the registry.")
+@click.option("--render", "render_only", is_flag=True, help="Rebuild the PDFs and READMEs from the registry without running anything.")
+@click.option("--smoke", is_flag=True, help="Tiny sizes that run in about a minute, written to report-smoke/ (never report/).")
+@click.option("--force", is_flag=True, help="Rerun the sections asked for even when their cached results are fresh.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="MNIST_DATA_DIR", default="data",
+              show_default=True, show_envvar=True, help="Folder holding MNIST/raw/ (downloaded there when absent).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder for results.json, figures and PDFs [default: report/, or report-smoke/ with --smoke].")
+@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for model checkpoints [default: checkpoints/<name of the output folder>].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto takes CUDA when present; cuda without CUDA is an error.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="The one seed of every random draw.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch, recorded with the results [default: torch's default for this machine].")
+def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, checkpoints, device, seed, threads):
+    """Train every model of the exercise on MNIST, measure every number, draw every figure, and write
+    report/report.pdf, report/supplement.pdf, report/README.md and README.md from report/results.json."""
+    selected = parse_sections(only)
+    if run_all and selected:
+        raise click.UsageError("--all and --only exclude each other: --all already runs every section")
+    if not (run_all or selected or list_ or verify or render_only):
+        raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify or --render (see --help)")
+    opts = options(out, checkpoints, data_dir, device, seed, threads, smoke, force)
+    from pipeline import runner as r
+    from pipeline.interrupts import Interrupted, interruptible
+
+    try:
+        with interruptible():
+            if list_:
+                return list_sections(opts)
+            if verify:
+                from pipeline.verify import verify as run_verify
+                return run_verify(opts, selected or list(SECTION_NAMES))
+            if not render_only:
+                execute(opts, selected or list(SECTION_NAMES), full=run_all)
+            render(opts)
+    except Interrupted as err:
+        click.echo(f"\ninterrupted by {err}: finished sections are saved in {opts.out / 'results.json'} "
+                   "and their checkpoints; rerun the same command to finish the rest", err=True)
+        return EXIT_INTERRUPTED.get(err.signum, 1)
+    return 0
+
+
+def options(out, checkpoints, data_dir, device, seed, threads, smoke, force):
+    """Resolve defaults, check the device and the output folder, fix threads and determinism."""
+    import torch
+
+    from experiments.runtime import DeviceError, configure_determinism, resolve_device
+    from pipeline.runner import Options
+
+    out = writable(out if out is not None else ROOT / ("report-smoke" if smoke else "report"))
+    try:
+        dev = resolve_device(device)
+    except DeviceError as err:
+        raise click.ClickException(str(err)) from None
+    threads = threads or torch.get_num_threads()
+    configure_determinism(threads)
+    checkpoints = checkpoints if checkpoints is not None else ROOT / "checkpoints" / out.resolve().name
+    return Options(out=out, checkpoints=checkpoints, data_dir=data_dir, device=dev, seed=seed,
+                   threads=threads, smoke=smoke, force=force)
+
+
+def execute(opts, selected: list[str], full: bool) -> None:
+    from experiments.data import DataError
+    from pipeline.registry import RegistryError
+    from pipeline.runner import Runner
+
+    start = time.perf_counter()
+    try:
+        runner = Runner(opts)
+        runner.run(selected)
+    except (DataError, RegistryError) as err:
+        raise click.ClickException(str(err)) from None
+    if full and len(runner.executed) == len(SECTION_NAMES):
+        runner.registry.put_meta("full_run", {"wall_time_s": time.perf_counter() - start,
+                                              "finished_at": runner.provenance()["time"]})
+
+
+def render(opts) -> None:
+    from pipeline import render as rd
+    from pipeline.registry import Registry, RegistryError
+    from pipeline.runner import section_module
+
+    try:
+        registry = Registry(opts.out / "results.json").data
+    except RegistryError as err:
+        raise click.ClickException(str(err)) from None
+    titles = {name: section_module(name).TITLE for name in SECTION_NAMES}
+    readme = ROOT / "README.md" if opts.out.resolve() == (ROOT / "report").resolve() else None
+    try:
+        pages = rd.build(registry, titles, opts.out, readme)
+    except rd.RenderError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {opts.out / 'report.pdf'} ({pages['report']} pages of {rd.PAGE_BUDGET}) and "
+               f"{opts.out / 'supplement.pdf'} ({pages['supplement']} pages)" + (f" and {readme}" if readme else ""), err=True)
+
+
+def list_sections(opts) -> int:
+    from pipeline.registry import RegistryError, lookup
+    from pipeline.runner import Runner, section_module
+
+    try:
+        runner = Runner(opts)
+    except RegistryError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{'section':8} {'state':6} {'finished':26} {'wall':>8}  headline")
+    for name in SECTION_NAMES:
+        entry, module = runner.registry.entry(name), section_module(name)
+        reasons = runner.status(name)
+        state = "fresh" if not reasons else "stale" if entry else "none"
+        when = entry["finished_at"] if entry else "-"
+        wall = f"{entry['wall_time_s']:.1f}s" if entry else "-"
+        key, label = module.HEADLINE
+        value = lookup(entry["metrics"], key) if entry else None
+        headline = f"{label} = {value:.4g}" if isinstance(value, (int, float)) else "-"
+        click.echo(f"{name:8} {state:6} {when:26} {wall:>8}  {headline}")
+        if reasons and entry:
+            click.echo(f"{'':8} why: {'; '.join(reasons)}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli()
