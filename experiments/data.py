@@ -8,7 +8,9 @@ Images stay in memory as uint8 tensors; training loops index them, no per-image 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +69,9 @@ def fetch(root: Path) -> None:
         return
     try:
         Path(root).mkdir(parents=True, exist_ok=True)
-        MNIST(root=str(root), train=True, download=True)
+        # torchvision prints each failed mirror; the error below says it in one line instead
+        with contextlib.redirect_stdout(io.StringIO()):
+            MNIST(root=str(root), train=True, download=True)
     except Exception as err:  # torchvision raises RuntimeError, URLError, OSError...
         raise DataError(f"MNIST is not in {raw} and could not be downloaded ({type(err).__name__}); "
                         f"copy the four raw files there or pass --data-dir / set {DATA_ENV}") from None

@@ -80,7 +80,7 @@ def assess(enc, dec, pixel_range, x01: torch.Tensor, cfg: Config, seed: int, noi
     s = vae.summarize(vae.per_image(enc, dec, x, sigma, seed, 1000), 1.0, q1_vae.Config.active_threshold)
     # x = lo + (hi - lo) u  =>  log p(u) = log p(x) + D log(hi - lo)
     shift = vae.PIXELS * math.log(hi - lo)
-    log_p = log_likelihoods(enc, dec, x, sigma, LikelihoodConfig(samples=cfg.samples), noise)[0]
+    log_p = log_likelihoods(enc, dec, x, sigma, LikelihoodConfig(samples=cfg.samples), noise)["log_p"]
     return {"active_units": s["active_units"], "kl_nats": s["kl_nats"],
             "recon_mse": vae.recon_error(lambda m: dec(m), enc(x)[0], x, 1000) / (hi - lo) ** 2,
             "neg_elbo": s["neg_elbo"] - shift, "log_p": log_p.mean().item() + shift,
@@ -103,7 +103,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         ctx.progress.note(f"training the variant {name!r}")
         x_tr = to_float(ctx.data.train.x, *variant.pixel_range).to(ctx.device)
         x_va = to_float(ctx.data.val.x, *variant.pixel_range).to(ctx.device)
-        fit = vae.fit(variant, ctx, x_tr, x_va, {})
+        fit = vae.fit(variant, ctx, x_tr, {"val": x_va}, {})
         models[name] = (fit.encoder.eval(), fit.decoder.eval(), variant.pixel_range)
     noise = torch.Generator().manual_seed(ctx.seed + cfg.stream + 1)
     metrics = {"models": {}, "unit_sigma": UNIT_SIGMA, "images": len(x01), "samples": cfg.samples,

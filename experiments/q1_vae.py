@@ -40,15 +40,16 @@ class Config:
     epochs: int = 30  # passes over the training subset (Q1)
     lr: float = 1e-3  # Adam learning rate for S and G (section 3.2)
     batch_size: int = 128  # images per step
-    channels: int = 32  # feature maps of the widest convolution in S and G
+    channels: int = 24  # feature maps of the widest convolution in S and G
     pixel_range: tuple[float, float] = (-1.0, 1.0)  # pixels are scaled linearly to this range
     kl_weight: float = 1.0  # multiplier of the dimension-averaged KL; 1.0 is the brief's Eq. 5
     snapshot_epochs: tuple[int, ...] = (1, 5, 10, 20, 30)  # epochs whose generator and reconstructions are kept
     active_threshold: float = 0.01  # unit j is active when Var_x E_q[z_j] exceeds this
+    eval_train_per_digit: int = 500  # training images of each digit evaluated after every epoch (fixed subset)
     eval_batch: int = 1000  # images per forward pass when evaluating
 
 
-SMOKE = Config(epochs=2, batch_size=64, snapshot_epochs=(1, 2))
+SMOKE = Config(epochs=2, batch_size=64, snapshot_epochs=(1, 2), eval_train_per_digit=20)
 
 HEADLINE = ("val.neg_elbo", "validation -ELBO (nats)")
 TOLERANCES = {"val.neg_elbo": (1e-4, 5.0), "train.neg_elbo": (1e-4, 5.0), "gap": (1e-4, 3.0)}
@@ -96,12 +97,14 @@ def run(cfg: Config, ctx: Context) -> Result:
     g = torch.Generator().manual_seed(ctx.seed)
     picks = {"val": pick_per_digit(ctx.data.val.y, 1, g)[:, 0], "train": pick_per_digit(ctx.data.train.y, 1, g)[:, 0]}
     shown = {"val": x_va[picks["val"].to(ctx.device)], "train": x_tr[picks["train"].to(ctx.device)]}
-    fit = vae.fit(cfg, ctx, x_tr, x_va, shown)
+    subset = pick_per_digit(ctx.data.train.y, cfg.eval_train_per_digit, g).flatten().sort().values
+    fit = vae.fit(cfg, ctx, x_tr, {"train": x_tr[subset.to(ctx.device)], "val": x_va}, shown)
     train, val = columns(fit.history["train"]), columns(fit.history["val"])
     metrics = {
         "train_loss_running": fit.history["train_loss_running"], "train": train, "val": val,
         **overfit_numbers(train, val), **scaling_numbers(cfg),
         "snapshot_epochs": list(cfg.snapshot_epochs),
+        "steps": cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size),
         "recon_error": [fit.snapshots[e]["recon_error"] for e in cfg.snapshot_epochs],
         "shown_images": {name: getattr(ctx.data, name).index[p].tolist() for name, p in picks.items()},
         "timing": {"epoch_s": fit.epoch_s, "mean_epoch_s": sum(fit.epoch_s) / len(fit.epoch_s)},

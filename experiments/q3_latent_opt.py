@@ -18,10 +18,10 @@ Rerun: ``python reproduce.py --only q3`` (needs Q1 and Q2; they run first when s
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -157,12 +157,21 @@ def run(cfg: Config, ctx: Context) -> Result:
         "latent_dim": arch["latent_dim"],
         "timing": {"epoch_s": epoch_s, "mean_epoch_s": sum(epoch_s) / len(epoch_s)},
     }
-    rows = ("original", *(f"epoch {e}" for e in cfg.snapshot_epochs))
-    recon = torch.stack([x[shown].cpu(), *(recons[e] for e in cfg.snapshot_epochs)])[:, :, 0]
-    sample = torch.stack([samples[e] for e in cfg.snapshot_epochs])[:, :, 0]
-    figures = {
-        "recon_train": DigitGrid(to_unit_range(recon, *arch["pixel_range"]), rows, tuple(map(str, range(10)))),
-        "samples": DigitGrid(to_unit_range(sample, *arch["pixel_range"]), rows[1:],
-                             tuple(f"z{i + 1}" for i in range(len(z_prior)))),
-    }
+    figures = comparison_figures(x[shown].cpu(), recons, samples, q1, q2, cfg)
     return Result(metrics, figures, {"decoder": dec.state_dict(), "arch": arch})
+
+
+def comparison_figures(originals, recons: dict, samples: dict, q1: dict, q2: dict, cfg: Config) -> dict:
+    """Q3 beside Q1 (reconstructions) and beside Q2 (prior samples): rows alternate, epoch by epoch."""
+    unit = lambda t: to_unit_range(t[:, 0], *q1["arch"]["pixel_range"])  # noqa: E731  (10, 1, 28, 28) -> (10, 28, 28)
+    recon_rows, recon_labels = [unit(originals)], ["original"]
+    sample_rows, sample_labels = [], []
+    for i, e in enumerate(cfg.snapshot_epochs):
+        recon_rows += [unit(q1["recon_train"][str(e)].cpu()), unit(recons[e])]
+        recon_labels += [f"Q1 epoch {e}", f"Q3 epoch {e}"]
+        sample_rows += [q2["images"][i].cpu().numpy(), unit(samples[e])]
+        sample_labels += [f"Q2 epoch {e}", f"Q3 epoch {e}"]
+    digits = tuple(map(str, range(10)))
+    return {"recon_train": DigitGrid(np.stack(recon_rows), tuple(recon_labels), digits),
+            "samples": DigitGrid(np.stack(sample_rows), tuple(sample_labels),
+                                 tuple(f"z{i + 1}" for i in range(len(sample_rows[0]))))}

@@ -26,7 +26,7 @@ from . import vae
 from .contract import Context, DigitGrid, Result
 from .data import pick_per_digit, to_float
 from .plotting import to_unit_range
-from .prob import importance_log_weights, log_mean_exp, log_mean_exp_se
+from .prob import importance_log_weights, kl_to_standard_normal, log_mean_exp, log_mean_exp_se
 
 SECTION = "q4"
 TITLE = "Q4: the log-probability of an image"
@@ -50,16 +50,18 @@ TOLERANCES = {"split_mean.train": (1e-3, 10.0), "split_mean.test": (1e-3, 10.0),
 
 
 @torch.no_grad()
-def log_likelihoods(enc, dec, x: torch.Tensor, sigma_p: float, cfg: Config, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 9 for images x (N, 1, 28, 28): log p(x) and its Monte Carlo standard error, each (N,)."""
-    values, errors = [], []
+def log_likelihoods(enc, dec, x: torch.Tensor, sigma_p: float, cfg: Config, generator) -> dict[str, torch.Tensor]:
+    """Eq. 9 for images x (N, 1, 28, 28), each result (N,): log p(x), its Monte Carlo standard error,
+    the ELBO (the mean of the same log-weights, E_q log w = ELBO) and the KL term of the ELBO."""
+    parts: dict[str, list] = {"log_p": [], "mc_se": [], "elbo": [], "kl": []}
     decode = lambda z: dec(z).flatten(1)  # noqa: E731  (n, d) -> (n, D)
     for xb in x.split(cfg.image_batch):
         mean, logvar = enc(xb)
         log_w = importance_log_weights(xb.flatten(1), mean, logvar, decode, sigma_p, cfg.samples, cfg.chunk, generator)
-        values.append(log_mean_exp(log_w))
-        errors.append(log_mean_exp_se(log_w))
-    return torch.cat(values).cpu(), torch.cat(errors).cpu()
+        for key, value in (("log_p", log_mean_exp(log_w)), ("mc_se", log_mean_exp_se(log_w)),
+                           ("elbo", log_w.mean(0)), ("kl", kl_to_standard_normal(mean, logvar).sum(1))):
+            parts[key].append(value)
+    return {key: torch.cat(values).cpu() for key, values in parts.items()}
 
 
 def summary(log_p: torch.Tensor) -> dict:
@@ -68,6 +70,11 @@ def summary(log_p: torch.Tensor) -> dict:
     return {"per_digit_mean": log_p.mean(1).tolist(), "per_digit_std": log_p.std(1).tolist(),
             "per_digit_se": (log_p.std(1) / math.sqrt(k)).tolist(), "mean": log_p.mean().item(),
             "most_likely_digit": int(log_p.mean(1).argmax()), "least_likely_digit": int(log_p.mean(1).argmin())}
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two equally shaped tensors, over all their elements."""
+    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
 
 
 def welch(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -86,21 +93,30 @@ def run(cfg: Config, ctx: Context) -> Result:
     splits = {"train": ctx.data.train, "test": ctx.data.test}
     chosen = {name: pick_per_digit(s.y, cfg.per_digit, pick) for name, s in splits.items()}  # (10, k)
     start = time.perf_counter()
-    log_p, mc_se = {}, {}
+    est = {}
     for name, s in splits.items():
         x = to_float(s.x[chosen[name].flatten()], lo, hi).to(ctx.device)
-        lp, se = log_likelihoods(enc, dec, x, q1["loss"]["sigma_p"], cfg, noise)
-        log_p[name], mc_se[name] = lp.view(10, -1), se.view(10, -1)
+        est[name] = {k: v.view(10, -1) for k, v in log_likelihoods(enc, dec, x, q1["loss"]["sigma_p"], cfg, noise).items()}
+        est[name]["ink"] = (s.x[chosen[name]].float() / 255).mean((-1, -2))  # (10, k) mean pixel intensity in [0, 1]
     core_s = time.perf_counter() - start
-    both = torch.cat([log_p["train"], log_p["test"]], 1)  # (10, 2k): per digit, train then test
+    log_p, mc_se = {n: e["log_p"] for n, e in est.items()}, {n: e["mc_se"] for n, e in est.items()}
+    # per digit over both splits, (10, 2k): training images then test images
+    both = {k: torch.cat([est["train"][k], est["test"][k]], 1) for k in est["train"]}
     metrics = {
         "images": {name: {"index": splits[name].index[chosen[name]].tolist(), "log_p": log_p[name].tolist(),
                           "mc_se": mc_se[name].tolist()} for name in splits},
-        "per_digit": summary(both),
+        "per_digit": summary(both["log_p"]),
+        "ink_per_digit": both["ink"].mean(1).tolist(),
+        "ink_correlation": correlation(both["ink"], both["log_p"]),
+        # ELBO = E_q log p(x|z) - KL: its two terms per digit
+        "kl_per_digit": both["kl"].mean(1).tolist(),
+        "recon_per_digit": (both["elbo"] + both["kl"]).mean(1).tolist(),
+        "gap_per_digit": (both["log_p"] - both["elbo"]).mean(1).tolist(),
         "split_mean": {name: log_p[name].mean().item() for name in splits},
         **welch(log_p["train"].flatten(), log_p["test"].flatten()),
         "mc_se_max": max(se.max().item() for se in mc_se.values()),
-        "samples": cfg.samples, "per_split": 10 * cfg.per_digit,
+        "samples": cfg.samples, "per_split": 10 * cfg.per_digit, "n_images": 20 * cfg.per_digit,
+        "per_digit_images": 2 * cfg.per_digit,
         "density_shift_unit_range": vae.PIXELS * math.log(hi - lo),
         "large": large_sample(enc, dec, q1, cfg, ctx, pick, noise),
         "timing": {"core_s": core_s},
@@ -120,11 +136,13 @@ def large_sample(enc, dec, q1: dict, cfg: Config, ctx: Context, pick, noise) -> 
     for name, s in (("train", ctx.data.train), ("test", ctx.data.test)):
         idx = pick_per_digit(s.y, cfg.large_per_digit, pick)
         x = to_float(s.x[idx.flatten()], lo, hi).to(ctx.device)
-        lp = log_likelihoods(enc, dec, x, q1["loss"]["sigma_p"], cfg, noise)[0].view(10, -1)
-        out[name] = {**summary(lp), "values": lp}
+        lp = log_likelihoods(enc, dec, x, q1["loss"]["sigma_p"], cfg, noise)["log_p"].view(10, -1)
+        ink = (s.x[idx].float() / 255).mean((-1, -2))  # (10, k)
+        out[name] = {**summary(lp), "ink_correlation": correlation(ink, lp), "values": lp}
     result = {name: {k: v for k, v in out[name].items() if k != "values"} for name in out}
     result["both"] = summary(torch.cat([out["train"]["values"], out["test"]["values"]], 1))
     result.update(welch(out["train"]["values"].flatten(), out["test"]["values"].flatten()))
-    result["per_digit_per_split"] = cfg.large_per_digit
+    result["per_split"] = 10 * cfg.large_per_digit
+    result["per_digit_images"] = 2 * cfg.large_per_digit
     result["seconds"] = time.perf_counter() - start
     return result

@@ -125,7 +125,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     x_va, y_va = to_float(data.val.x).to(dev), data.val.y.to(dev)
     x_te, y_te = to_float(data.test.x).to(dev), data.test.y.to(dev)
     arch = {"channels": list(cfg.channels), "hidden": cfg.hidden, "dropout": cfg.dropout}
-    net = build_cnn(**arch).to(dev)
+    net = build_cnn(**arch).to(dev, memory_format=torch.channels_last)  # channels-last: faster CPU convolutions
     opt = torch.optim.Adam(net.parameters(), lr=cfg.max_lr)
     steps = cfg.epochs * math.ceil(len(y_tr) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=steps)

@@ -35,9 +35,9 @@ def output_activation(pixel_range) -> str:
 
 
 def build(latent_dim: int, channels: int, pixel_range, device: torch.device) -> tuple[Encoder, Decoder]:
-    """Encoder S and generator G, freshly initialised."""
-    return (Encoder(latent_dim, channels).to(device),
-            Decoder(latent_dim, channels, output_activation(pixel_range)).to(device))
+    """Encoder S and generator G, freshly initialised; channels-last weights run faster on CPUs."""
+    enc, dec = Encoder(latent_dim, channels), Decoder(latent_dim, channels, output_activation(pixel_range))
+    return (enc.to(device, memory_format=torch.channels_last), dec.to(device, memory_format=torch.channels_last))
 
 
 def arch(cfg) -> dict:
@@ -124,21 +124,21 @@ class Fit:
     epoch_s: list[float]
 
 
-def fit(cfg, ctx, x_train: torch.Tensor, x_val: torch.Tensor, shown: dict[str, torch.Tensor]) -> Fit:
-    """Train for cfg.epochs; evaluate train and val every epoch; snapshot at cfg.snapshot_epochs.
-
-    shown: name -> (10, 1, 28, 28) images whose reconstructions are kept at each snapshot.
+def fit(cfg, ctx, x_train: torch.Tensor, evals: dict[str, torch.Tensor], shown: dict[str, torch.Tensor]) -> Fit:
+    """Train on x_train for cfg.epochs; evaluate every split of ``evals`` after every epoch; at
+    cfg.snapshot_epochs keep the generator, the reconstructions of ``shown`` (name -> (10, 1, 28, 28))
+    and the reconstruction error over the whole of x_train.
     """
     enc, dec = build(**arch(cfg), device=ctx.device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.lr)
     generator = torch.Generator().manual_seed(ctx.seed)
-    history: dict[str, list] = {"train_loss_running": [], "train": [], "val": []}
+    history: dict[str, list] = {"train_loss_running": [], **{name: [] for name in evals}}
     snapshots, epoch_s = {}, []
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         report = lambda i, n, loss: ctx.progress.update(epoch, cfg.epochs, i, n, loss)  # noqa: E731
         history["train_loss_running"].append(train_epoch(enc, dec, opt, x_train, cfg, generator, report))
-        for name, x in (("train", x_train), ("val", x_val)):
+        for name, x in evals.items():
             terms = per_image(enc, dec, x, cfg.sigma_p, ctx.seed + 1, cfg.eval_batch)
             history[name].append(summarize(terms, cfg.kl_weight, cfg.active_threshold))
         if epoch in cfg.snapshot_epochs:
@@ -149,10 +149,9 @@ def fit(cfg, ctx, x_train: torch.Tensor, x_val: torch.Tensor, shown: dict[str, t
                                            x_train, cfg.eval_batch),
             }
         epoch_s.append(time.perf_counter() - start)
-        tr, va = history["train"][-1], history["val"][-1]
-        ctx.progress.note(f"epoch {epoch}/{cfg.epochs}: loss train {tr['loss']:.4f} val {va['loss']:.4f}, "
-                          f"-ELBO val {va['neg_elbo']:.1f} nats, KL {va['kl_nats']:.1f} nats, "
-                          f"{tr['active_units']} active units ({epoch_s[-1]:.1f}s)")
+        scores = ", ".join(f"{name}: loss {h[-1]['loss']:.4f}, -ELBO {h[-1]['neg_elbo']:.1f} nats, KL {h[-1]['kl_nats']:.1f} "
+                           f"nats, {h[-1]['active_units']} active units" for name, h in history.items() if name in evals)
+        ctx.progress.note(f"epoch {epoch}/{cfg.epochs}: {scores} ({epoch_s[-1]:.1f}s)")
     return Fit(history, snapshots, enc, dec, epoch_s)
 
 
@@ -165,6 +164,6 @@ def restore(state: dict, device: torch.device) -> tuple[Encoder, Decoder]:
 
 def restore_decoder(arch_: dict, weights: dict, device: torch.device) -> Decoder:
     """A generator G with the given architecture and weights, in eval mode."""
-    dec = Decoder(arch_["latent_dim"], arch_["channels"], output_activation(arch_["pixel_range"])).to(device)
+    _, dec = build(**arch_, device=device)
     dec.load_state_dict(weights)
     return dec.eval()

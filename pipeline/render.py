@@ -116,10 +116,10 @@ class Numbering:
 
 def _grid_html(rec: dict) -> str:
     """A pixel-exact digit grid with its row labels beside and column labels above."""
-    cols = "".join(f"<span>{escape(c)}</span>" for c in rec["col_labels"])
+    cols = "".join(f"<span>{escape(c).replace(chr(10), Markup('<br>'))}</span>" for c in rec["col_labels"])
     rows = "".join(f"<span>{escape(r)}</span>" for r in rec["row_labels"])
     return (f'<div class="digitgrid"><div></div><div class="cols">{cols}</div>'
-            f'<div class="rows">{rows}</div><img class="digits" src="{escape(rec["file"])}"></div>')
+            f'<div class="rows">{rows}</div><div><img class="digits" src="{escape(rec["file"])}"></div></div>')
 
 
 # ---------------------------------------------------------------- templates
