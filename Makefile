@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make report` and `make test`. Each creates .venv from
+# requirements.txt when it is missing (or older than requirements.txt) and then runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: report test smoke verify render clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+report: $(VENV)/.installed  ## train everything, write report/ and README.md
+	$(PY) reproduce.py --all
+
+test: $(VENV)/.installed  ## the test suite (a few minutes on a laptop CPU)
+	$(PY) -m pytest -q
+
+smoke: $(VENV)/.installed  ## the whole pipeline on tiny sizes, into report-smoke/
+	$(PY) reproduce.py --smoke --all
+
+verify: $(VENV)/.installed  ## recompute every section in scratch/ and compare with report/results.json
+	$(PY) reproduce.py --verify
+
+render: $(VENV)/.installed  ## rebuild the PDFs and READMEs from the registry
+	$(PY) reproduce.py --render
+
+clean:  ## remove caches and scratch output (keeps .venv, data and checkpoints)
+	rm -rf scratch report-smoke .pytest_cache
