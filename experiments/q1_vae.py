@@ -45,11 +45,11 @@ class Config:
     kl_weight: float = 1.0  # multiplier of the dimension-averaged KL; 1.0 is the brief's Eq. 5
     snapshot_epochs: tuple[int, ...] = (1, 5, 10, 20, 30)  # epochs whose generator and reconstructions are kept
     active_threshold: float = 0.01  # unit j is active when Var_x E_q[z_j] exceeds this
-    eval_train_per_digit: int = 500  # training images of each digit evaluated after every epoch (fixed subset)
+    eval_per_digit: int = 500  # images of each digit, from the training and from the validation set, evaluated every epoch
     eval_batch: int = 1000  # images per forward pass when evaluating
 
 
-SMOKE = Config(epochs=2, batch_size=64, snapshot_epochs=(1, 2), eval_train_per_digit=20)
+SMOKE = Config(epochs=2, batch_size=64, snapshot_epochs=(1, 2), eval_per_digit=20)
 
 HEADLINE = ("val.neg_elbo", "validation -ELBO (nats)")
 TOLERANCES = {"val.neg_elbo": (1e-4, 5.0), "train.neg_elbo": (1e-4, 5.0), "gap": (1e-4, 3.0)}
@@ -60,18 +60,24 @@ def columns(rows: list[dict]) -> dict[str, list]:
     return {k: [r[k] for r in rows] for k in rows[0]}
 
 
-def overfit_numbers(train: dict[str, list], val: dict[str, list]) -> dict:
-    """The train/validation gap of the -ELBO per epoch, its standard error, and the validation minimum."""
+def overfit_numbers(train: dict[str, list], val: dict[str, list], window: int = 5) -> dict:
+    """The train/validation -ELBO gap per epoch with its standard error and epoch-to-epoch jitter, and
+    the trend of each curve: the mean of its last ``window`` epochs minus the mean of the ``window`` before."""
     gap = [v - t for v, t in zip(val["neg_elbo"], train["neg_elbo"])]
-    best = int(np.argmin(val["neg_elbo"]))
+    window = max(1, min(window, len(gap) // 2))
+    trend = lambda xs: float(np.mean(xs[-window:]) - np.mean(xs[-2 * window:-window]))  # noqa: E731
     return {
         "gap": gap,
         "gap_se": math.hypot(train["neg_elbo_se"][-1], val["neg_elbo_se"][-1]),
+        "gap_jitter": float(np.std(np.diff(gap))) if len(gap) > 2 else 0.0,
         "gap_growth": gap[-1] - gap[0],
+        "gap_growth_relative": (gap[-1] - gap[0]) / abs(val["neg_elbo"][-1]),
         "gap_relative": gap[-1] / abs(val["neg_elbo"][-1]),
         "loss_gap": val["loss"][-1] - train["loss"][-1],
-        "val_best_epoch": best + 1,
-        "val_rise_after_best": val["neg_elbo"][-1] - val["neg_elbo"][best],
+        "val_best_epoch": int(np.argmin(val["neg_elbo"])) + 1,
+        "trend_window": window,
+        "val_trend": trend(val["neg_elbo"]),
+        "train_trend": trend(train["neg_elbo"]),
     }
 
 
@@ -97,13 +103,15 @@ def run(cfg: Config, ctx: Context) -> Result:
     g = torch.Generator().manual_seed(ctx.seed)
     picks = {"val": pick_per_digit(ctx.data.val.y, 1, g)[:, 0], "train": pick_per_digit(ctx.data.train.y, 1, g)[:, 0]}
     shown = {"val": x_va[picks["val"].to(ctx.device)], "train": x_tr[picks["train"].to(ctx.device)]}
-    subset = pick_per_digit(ctx.data.train.y, cfg.eval_train_per_digit, g).flatten().sort().values
-    fit = vae.fit(cfg, ctx, x_tr, {"train": x_tr[subset.to(ctx.device)], "val": x_va}, shown)
+    # class-balanced subsets of equal size, so that the train/validation gap compares like with like
+    evals = {name: x[pick_per_digit(getattr(ctx.data, name).y, cfg.eval_per_digit, g).flatten().to(ctx.device)]
+             for name, x in (("train", x_tr), ("val", x_va))}
+    fit = vae.fit(cfg, ctx, x_tr, evals, shown)
     train, val = columns(fit.history["train"]), columns(fit.history["val"])
     metrics = {
         "train_loss_running": fit.history["train_loss_running"], "train": train, "val": val,
         **overfit_numbers(train, val), **scaling_numbers(cfg),
-        "snapshot_epochs": list(cfg.snapshot_epochs),
+        "snapshot_epochs": list(cfg.snapshot_epochs), "eval_images": 10 * cfg.eval_per_digit,
         "steps": cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size),
         "recon_error": [fit.snapshots[e]["recon_error"] for e in cfg.snapshot_epochs],
         "shown_images": {name: getattr(ctx.data, name).index[p].tolist() for name, p in picks.items()},

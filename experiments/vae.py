@@ -77,10 +77,10 @@ def per_image(enc, dec, x: torch.Tensor, sigma_p: float, seed: int, batch_size: 
         xf, x_mean = xb.flatten(1), dec(reparameterize(mean, logvar, eb)).flatten(1)  # (B, D)
         kl = kl_to_standard_normal(mean, logvar)  # (B, d)
         nll = -isotropic_gaussian_log_prob(xf, x_mean, sigma_p)  # -log p(x|z), (B,)
-        return ((xf - x_mean) ** 2).mean(1), kl.mean(1), kl.sum(1), nll, mean
+        return ((xf - x_mean) ** 2).mean(1), kl, nll, mean
 
-    mse, kl_mean, kl_nats, nll, mean = map_batches(terms, x, eps, batch_size=batch_size)
-    return {"mse": mse, "kl": kl_mean, "kl_nats": kl_nats, "neg_elbo": nll + kl_nats, "mean": mean}
+    mse, kl, nll, mean = map_batches(terms, x, eps, batch_size=batch_size)
+    return {"mse": mse, "kl": kl.mean(1), "kl_nats": kl.sum(1), "kl_dims": kl, "neg_elbo": nll + kl.sum(1), "mean": mean}
 
 
 def summarize(terms: dict[str, torch.Tensor], kl_weight: float, threshold: float) -> dict[str, float]:
@@ -95,7 +95,14 @@ def summarize(terms: dict[str, torch.Tensor], kl_weight: float, threshold: float
         "kl_nats": terms["kl_nats"].mean().item(),
         # unit j is active when Var_x(E_q[z_j]) > threshold (Burda et al. 2015)
         "active_units": int((terms["mean"].var(0) > threshold).sum()),
+        "kl_units_90": units_holding(terms["kl_dims"].mean(0), 0.9),
     }
+
+
+def units_holding(kl_per_unit: torch.Tensor, share: float) -> int:
+    """The fewest latent units whose average KL adds up to ``share`` of the total."""
+    ordered = kl_per_unit.sort(descending=True).values
+    return int((ordered.cumsum(0) < share * ordered.sum()).sum()) + 1
 
 
 @torch.no_grad()
