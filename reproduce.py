@@ -116,7 +116,10 @@ def options(out, checkpoints, data_dir, device, seed, threads, smoke, force):
     from experiments.runtime import DeviceError, configure_determinism, resolve_device
     from pipeline.runner import Options
 
-    out = writable(out if out is not None else ROOT / ("report-smoke" if smoke else "report"))
+    out = out if out is not None else ROOT / ("report-smoke" if smoke else "report")
+    if smoke and out.resolve() == (ROOT / "report").resolve():
+        raise click.UsageError("--smoke never writes to report/: its numbers answer nothing; use another --out")
+    out = writable(out)
     try:
         dev = resolve_device(device)
     except DeviceError as err:

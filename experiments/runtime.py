@@ -43,32 +43,36 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Progress:
-    """One status line on stderr: section, epoch, batch, running loss, time left (throttled)."""
+    """A status line on stderr: section, epoch, batch, running loss, time left.
 
-    def __init__(self, section: str, stream=None, interval_s: float = 0.5):
+    On a terminal it is redrawn in place twice a second; in a log file it is a new line every
+    ``log_interval_s`` seconds, so logs stay short.
+    """
+
+    def __init__(self, section: str, stream=None, interval_s: float = 0.5, log_interval_s: float = 15.0):
         self.section = section
         self.stream = stream if stream is not None else sys.stderr
-        self.interval_s = interval_s
-        self._last = 0.0
-        self._start = time.perf_counter()
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval_s = interval_s if self.tty else log_interval_s
+        self._last = time.perf_counter()
+        self._start = self._last
 
     def update(self, epoch: int, epochs: int, batch: int, batches: int, loss: float) -> None:
         now = time.perf_counter()
-        done = (epoch - 1) * batches + batch
-        if now - self._last < self.interval_s and done < epochs * batches:
+        if now - self._last < self.interval_s:
             return
         self._last = now
+        done = (epoch - 1) * batches + batch
         elapsed = now - self._start
         left = elapsed / max(done, 1) * (epochs * batches - done)
-        self.stream.write(
-            f"\r[{self.section}] epoch {epoch}/{epochs} batch {batch}/{batches} "
-            f"loss {loss:.4f} elapsed {elapsed:5.0f}s left {left:5.0f}s "
-        )
+        line = (f"[{self.section}] epoch {epoch}/{epochs} batch {batch}/{batches} "
+                f"loss {loss:.4f} elapsed {elapsed:5.0f}s left {left:5.0f}s")
+        self.stream.write(f"\r{line} " if self.tty else f"{line}\n")
         self.stream.flush()
 
     def note(self, message: str) -> None:
         """A full line (a finished epoch, a checkpoint reused)."""
-        self.stream.write(f"\r[{self.section}] {message}\n")
+        self.stream.write(f"{chr(13) if self.tty else ''}[{self.section}] {message}\n")
         self.stream.flush()
 
 

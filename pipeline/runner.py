@@ -157,6 +157,7 @@ class Runner:
         for upstream in section_module(name).REQUIRES:
             self.bring_up_to_date(upstream, needed_by=name)
         why = "; ".join(reasons) if reasons else "--force"
+        self.splits()  # a data error surfaces before anything is announced
         if any("corrupt" in r for r in reasons):
             self.say(name, f"warning: {why}; recomputing it")
         self.say(name, f"needed by {needed_by}, running it first ({why})" if needed_by else f"running ({why})")
