@@ -1,0 +1,74 @@
+"""MNIST integrity checks and the seeded splits."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from experiments import data as mnist
+
+
+def copy_tree(src, dst):
+    shutil.copytree(src / "MNIST", dst / "MNIST")
+    return dst
+
+
+def test_missing_file_is_named_in_one_line(tiny_data, tmp_path):
+    """A missing raw file gives a one-line DataError that names it and says what to do."""
+    root = copy_tree(tiny_data, tmp_path)
+    (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(mnist.DataError) as err:
+        mnist.verify_raw(root)
+    message = str(err.value)
+    assert "t10k-labels-idx1-ubyte" in message and "missing" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("damage", ["truncate", "alter"])
+def test_damaged_file_is_caught_by_its_md5(tiny_data, tmp_path, damage):
+    """A truncated or altered raw file fails its MD5 check with a one-line message naming it."""
+    root = copy_tree(tiny_data, tmp_path)
+    path = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    payload = path.read_bytes()
+    path.write_bytes(payload[:-100] if damage == "truncate" else payload[:-1] + bytes([payload[-1] ^ 1]))
+    with pytest.raises(mnist.DataError, match="train-images-idx3-ubyte has MD5") as err:
+        mnist.load_splits(root, seed=0, spec=mnist.SMOKE_SPLIT, download=False)
+    assert "\n" not in str(err.value)
+
+
+def test_splits_are_balanced_disjoint_and_sized(tiny_data):
+    """Training has per_class images of each digit, validation is disjoint from it, sizes as asked."""
+    s = mnist.load_splits(tiny_data, seed=3, spec=mnist.SMOKE_SPLIT, download=False)
+    assert torch.equal(torch.bincount(s.train.y, minlength=10), torch.full((10,), 50))
+    assert len(s.val) == 500 and len(s.test) == 500
+    assert not set(s.train.index.tolist()) & set(s.val.index.tolist())
+    assert s.train.x.dtype == torch.uint8 and s.train.x.shape[1:] == (28, 28)
+
+
+def test_splits_are_fixed_by_the_seed(tiny_data):
+    """The same seed gives the same splits; another seed gives other ones."""
+    a, b, c = (mnist.load_splits(tiny_data, seed=k, spec=mnist.SMOKE_SPLIT, download=False) for k in (1, 1, 2))
+    assert torch.equal(a.train.index, b.train.index) and torch.equal(a.val.index, b.val.index)
+    assert not torch.equal(a.train.index, c.train.index)
+
+
+def test_pick_per_digit_returns_distinct_images_of_each_digit(tiny_data):
+    """pick_per_digit gives, for each digit, k distinct positions holding that digit."""
+    s = mnist.load_splits(tiny_data, seed=0, spec=mnist.SMOKE_SPLIT, download=False)
+    idx = mnist.pick_per_digit(s.train.y, 5, torch.Generator().manual_seed(0))
+    assert idx.shape == (10, 5)
+    for digit in range(10):
+        assert torch.all(s.train.y[idx[digit]] == digit) and len(set(idx[digit].tolist())) == 5
+
+
+def test_real_files_pass_their_canonical_md5(real_data):
+    """The real raw files match the canonical MD5 sums of ../shared/data/README.md."""
+    assert mnist.verify_raw(real_data) == mnist.RAW_MD5
+
+
+def test_real_splits_follow_the_brief(real_data):
+    """On real MNIST: 20,000 training images, 2,000 per digit; 10,000 disjoint validation; the 10,000 test images."""
+    s = mnist.load_splits(real_data, seed=0, download=False)
+    assert torch.equal(torch.bincount(s.train.y, minlength=10), torch.full((10,), 2000))
+    assert len(s.val) == 10_000 and len(s.test) == 10_000
+    assert not set(s.train.index.tolist()) & set(s.val.index.tolist())

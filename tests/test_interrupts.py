@@ -1,0 +1,98 @@
+"""Faults lose nothing: SIGINT and SIGTERM at several points leave the outputs whole and resumable."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.interrupts import Interrupted, critical, interruptible
+
+LAUNCH = Path(__file__).with_name("launch.py")
+
+
+def snapshot(*folders: Path) -> dict[str, bytes]:
+    """Every file under the folders, by relative path; temporary files included, so leftovers show."""
+    return {str(p.relative_to(f.parent)): p.read_bytes() for f in folders if f.exists() for p in sorted(f.rglob("*"))
+            if p.is_file()}
+
+
+def start(tiny_root, out: Path, *args, block: str | None = None) -> subprocess.Popen:
+    root, sums = tiny_root
+    env = {**os.environ, "TEST_MNIST_MD5": json.dumps(sums), "PYTHONUNBUFFERED": "1"}
+    if block:
+        env["TEST_BLOCK_SECTION"] = block
+    cmd = [sys.executable, str(LAUNCH), "--smoke", "--data-dir", str(root), "--out", str(out),
+           "--checkpoints", str(out.parent / "ckpt"), *args]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def interrupt_at(proc: subprocess.Popen, section: str, sig: int) -> tuple[int, str]:
+    """Wait for the blocked section to finish computing, send ``sig``, return exit code and stderr."""
+    seen, deadline = [], time.monotonic() + 180
+    for line in proc.stderr:
+        seen.append(line)
+        if f"[test] {section} computed" in line:
+            proc.send_signal(sig)
+            break
+        assert time.monotonic() < deadline, "".join(seen)
+    _, rest = proc.communicate(timeout=60)
+    return proc.returncode, "".join(seen) + rest
+
+
+@pytest.mark.parametrize("sig, sections, section, finished", [
+    (signal.SIGINT, "sup,q1", "sup", set()),
+    (signal.SIGTERM, "sup,q1,q2", "q1", {"sup"}),
+    (signal.SIGINT, "q1,q2,q4", "q4", {"q1", "q2"}),
+])
+def test_interrupted_run_keeps_finished_sections_and_resumes(tiny_root, tmp_path, sig, sections, section, finished):
+    """An interrupted run exits 130/143, keeps exactly the finished sections, and the rerun does only the rest."""
+    out = tmp_path / "report"
+    code, err = interrupt_at(start(tiny_root, out, "--only", sections, block=section), section, sig)
+    assert code == 128 + sig, err
+    assert "interrupted by" in err and "Traceback" not in err
+    recorded = json.loads((out / "results.json").read_text())["sections"] if finished else {}
+    assert set(recorded) == finished
+    assert not [p for p in snapshot(out, tmp_path / "ckpt") if ".tmp" in p]
+    rerun = start(tiny_root, out, "--only", sections)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert all(f"[{name}] fresh" in err for name in finished)
+    assert f"[{section}] running" in err
+
+
+def test_interrupted_forced_rerun_changes_nothing(tiny_root, tmp_path):
+    """SIGTERM while a forced rerun of the first section computes leaves report/ and checkpoints byte for byte."""
+    out = tmp_path / "report"
+    first = start(tiny_root, out, "--only", "sup,q1")
+    assert first.wait(timeout=300) == 0
+    before = snapshot(out, tmp_path / "ckpt")
+    code, err = interrupt_at(start(tiny_root, out, "--only", "sup,q1", "--force", block="sup"), "sup", signal.SIGTERM)
+    assert code == 143, err
+    assert snapshot(out, tmp_path / "ckpt") == before
+
+
+def test_a_signal_inside_a_critical_section_waits_for_its_end():
+    """SIGINT during a critical block is held until the block ends, then raised as Interrupted."""
+    done = []
+    with pytest.raises(Interrupted) as err, interruptible():
+        with critical():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("block finished")
+    assert done == ["block finished"] and err.value.signum == signal.SIGINT
+
+
+def test_a_signal_outside_a_critical_section_stops_at_once():
+    """SIGTERM outside a critical block raises Interrupted immediately."""
+    with pytest.raises(Interrupted) as err, interruptible():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        pytest.fail("the signal did not interrupt")
+    assert err.value.signum == signal.SIGTERM
+

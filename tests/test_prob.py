@@ -1,0 +1,150 @@
+"""The hand-written probability code against torch.distributions and exact answers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, Normal, kl_divergence
+
+from experiments import prob, vae
+
+
+@pytest.fixture
+def g():
+    return torch.Generator().manual_seed(0)
+
+
+def test_diag_gaussian_log_prob_matches_torch(g):
+    """log N(x; mu, diag exp(r)) equals torch's Normal log_prob summed over the last dimension."""
+    x, mu, r = (torch.randn(7, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    ref = Normal(mu, torch.exp(0.5 * r)).log_prob(x).sum(-1)
+    torch.testing.assert_close(prob.diag_gaussian_log_prob(x, mu, r), ref, atol=1e-5, rtol=0)
+
+
+def test_standard_normal_log_prob_matches_torch(g):
+    """log N(z; 0, I) equals torch's Normal(0, 1) log_prob summed over the last dimension."""
+    z = torch.randn(4, 9, generator=g, dtype=torch.float64)
+    ref = Normal(torch.zeros(9, dtype=torch.float64), torch.ones(9, dtype=torch.float64)).log_prob(z).sum(-1)
+    torch.testing.assert_close(prob.standard_normal_log_prob(z), ref, atol=1e-5, rtol=0)
+
+
+def test_isotropic_gaussian_log_prob_matches_torch(g):
+    """log N(x; m, sigma^2 I) equals torch's Normal(m, sigma) log_prob summed over pixels."""
+    x, m = torch.randn(3, 784, generator=g, dtype=torch.float64), torch.randn(3, 784, generator=g, dtype=torch.float64)
+    ref = Normal(m, 0.4).log_prob(x).sum(-1)
+    torch.testing.assert_close(prob.isotropic_gaussian_log_prob(x, m, 0.4), ref, atol=1e-5, rtol=0)
+
+
+def test_kl_matches_torch(g):
+    """The closed-form KL per dimension equals torch's kl_divergence of two Normals."""
+    mu, r = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randn(6, 8, generator=g, dtype=torch.float64)
+    ref = kl_divergence(Normal(mu, torch.exp(0.5 * r)), Normal(torch.zeros_like(mu), torch.ones_like(mu)))
+    torch.testing.assert_close(prob.kl_to_standard_normal(mu, r), ref, atol=1e-5, rtol=0)
+
+
+def test_kl_matches_monte_carlo(g):
+    """The closed-form KL agrees with E_q[log q - log p] estimated from 400,000 samples."""
+    mu, r = torch.tensor([0.7, -1.2, 0.0], dtype=torch.float64), torch.tensor([-0.5, 0.8, 0.0], dtype=torch.float64)
+    eps = torch.randn(400_000, 3, generator=g, dtype=torch.float64)
+    z = prob.reparameterize(mu, r, eps)
+    q = Normal(mu, torch.exp(0.5 * r)).log_prob(z)
+    p = Normal(0.0, 1.0).log_prob(z)
+    mc = (q - p).mean(0)
+    se = (q - p).std(0) / math.sqrt(len(z))
+    assert torch.all((mc - prob.kl_to_standard_normal(mu, r)).abs() < 4 * se + 1e-12)
+
+
+def test_brief_eq7_is_not_the_kl():
+    """The brief's Eq. 7, mu^2 + sigma^2 - log sigma - 1, is 2 KL + log sigma, not the KL."""
+    mu, sigma = torch.tensor(0.3, dtype=torch.float64), torch.tensor(1.7, dtype=torch.float64)
+    kl = prob.kl_to_standard_normal(mu, torch.log(sigma ** 2))
+    eq7 = mu ** 2 + sigma ** 2 - torch.log(sigma) - 1
+    torch.testing.assert_close(eq7, 2 * kl + torch.log(sigma))
+    assert not torch.isclose(eq7, kl)
+
+
+def test_reparameterize_has_the_right_moments_and_gradients(g):
+    """z = mu + exp(r/2) eps has mean mu and variance exp(r), and is differentiable in mu and r."""
+    mu = torch.tensor([1.5, -2.0], requires_grad=True)
+    r = torch.tensor([0.4, -1.0], requires_grad=True)
+    z = prob.reparameterize(mu, r, torch.randn(200_000, 2, generator=g))
+    torch.testing.assert_close(z.mean(0), mu.detach(), atol=0.01, rtol=0)
+    torch.testing.assert_close(z.var(0), torch.exp(r.detach()), atol=0.02, rtol=0)
+    z.sum().backward()
+    assert mu.grad is not None and r.grad is not None
+
+
+def test_brief_loss_is_a_scaled_beta_elbo(g):
+    """(D / 2 sigma_p^2) (MSE + KL-mean) = -log p(x|z) - const + beta * KL with beta = D / (2 sigma_p^2 d)."""
+    d, sigma_p = 200, 0.4
+    x, x_mean = torch.randn(5, 784, generator=g, dtype=torch.float64), torch.randn(5, 784, generator=g, dtype=torch.float64)
+    mu, r = torch.randn(5, d, generator=g, dtype=torch.float64), torch.randn(5, d, generator=g, dtype=torch.float64)
+    mse, kl = (torch.stack(t) for t in zip(*(prob.brief_loss(x[i:i + 1], x_mean[i:i + 1], mu[i:i + 1], r[i:i + 1]) for i in range(5))))
+    scaled = 784 / (2 * sigma_p ** 2) * (mse + kl)
+    const = 0.5 * 784 * math.log(2 * math.pi * sigma_p ** 2)
+    beta = vae.effective_kl_weight(sigma_p, d)
+    expected = (-prob.isotropic_gaussian_log_prob(x, x_mean, sigma_p) - const
+                + beta * prob.kl_to_standard_normal(mu, r).sum(-1))
+    torch.testing.assert_close(scaled, expected)
+    assert beta == pytest.approx(12.25)
+
+
+def linear_gaussian(g, d=3, D=6, sigma_p=0.4):
+    w = torch.randn(D, d, generator=g, dtype=torch.float64) * 0.5
+    b = torch.randn(D, generator=g, dtype=torch.float64) * 0.2
+    x = torch.randn(4, D, generator=g, dtype=torch.float64)
+    exact = MultivariateNormal(b, w @ w.T + sigma_p ** 2 * torch.eye(D, dtype=torch.float64)).log_prob(x)
+    return w, b, x, exact
+
+
+def test_importance_sampling_matches_the_linear_gaussian_marginal(g):
+    """With G(z) = Wz + b, Eq. 9 recovers the exact log N(x; b, WW^T + sigma_p^2 I) within its Monte Carlo error."""
+    w, b, x, exact = linear_gaussian(g)
+    mean = torch.zeros(4, 3, dtype=torch.float64) + 0.1
+    logvar = torch.full((4, 3), -0.5, dtype=torch.float64)
+    log_w = prob.importance_log_weights(x, mean, logvar, lambda z: z @ w.T + b, 0.4, 20_000, 5_000, g)
+    estimate, se = prob.log_mean_exp(log_w), prob.log_mean_exp_se(log_w)
+    assert torch.all((estimate - exact).abs() < 4 * se + 1e-6), (estimate, exact, se)
+
+
+def test_importance_sampling_with_the_true_posterior_has_zero_variance(g):
+    """With orthogonal columns in W the posterior is diagonal; with q_x equal to it every weight is p(x) exactly."""
+    sigma_p = 0.4
+    q, _ = torch.linalg.qr(torch.randn(6, 3, generator=g, dtype=torch.float64))
+    w, b = q * torch.tensor([1.5, 0.7, 0.3], dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
+    x = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    exact = MultivariateNormal(b, w @ w.T + sigma_p ** 2 * torch.eye(6, dtype=torch.float64)).log_prob(x)
+    post_var = 1.0 / (1.0 + (w ** 2).sum(0) / sigma_p ** 2)  # diagonal of (I + W^T W / sigma_p^2)^-1
+    mean = post_var * ((x - b) @ w) / sigma_p ** 2  # (4, 3)
+    logvar = torch.log(post_var).expand(4, 3)
+    log_w = prob.importance_log_weights(x, mean, logvar, lambda z: z @ w.T + b, sigma_p, 10, 10, g)
+    torch.testing.assert_close(log_w, exact.expand(10, 4))
+    torch.testing.assert_close(prob.log_mean_exp_se(log_w), torch.zeros(4, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def test_more_samples_never_lower_the_bound_on_average(g):
+    """E[log mean of M weights] does not decrease with M; M = 1 is the ELBO, which is below log p(x)."""
+    w, b, x, exact = linear_gaussian(g)
+    mean, logvar = torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 3, dtype=torch.float64)
+    log_w = prob.importance_log_weights(x, mean, logvar, lambda z: z @ w.T + b, 0.4, 64 * 2000, 64_000, g)
+    # groups of m weights: (M_total, 4) -> (m, M_total / m, 4), one estimate per group, averaged
+    means = [prob.log_mean_exp(log_w.view(-1, m, 4).transpose(0, 1)).mean(0) for m in (1, 4, 16, 64)]
+    for smaller, larger in zip(means, means[1:]):
+        assert torch.all(larger >= smaller - 1e-3)
+    assert torch.all(means[0] < exact)
+
+
+def test_log_mean_exp_is_stable_for_tiny_probabilities():
+    """Eq. 9 in log space: weights of e^-2000 give log p = -2000 + log mean, not -inf."""
+    log_w = torch.tensor([[-2000.0], [-2001.0], [-2002.0]], dtype=torch.float64)
+    expected = -2000 + math.log((1 + math.exp(-1) + math.exp(-2)) / 3)
+    assert prob.log_mean_exp(log_w).item() == pytest.approx(expected, abs=1e-9)
+
+
+def test_log_mean_exp_se_matches_the_spread_of_repeated_estimates(g):
+    """The delta-method standard error predicts the spread of log-mean-exp over independent repeats."""
+    log_w = torch.randn(500, 2000, generator=g, dtype=torch.float64) * 0.8  # 2000 repeats of M = 500
+    estimates = prob.log_mean_exp(log_w)
+    predicted = prob.log_mean_exp_se(log_w).mean()
+    assert estimates.std().item() == pytest.approx(predicted.item(), rel=0.1)

@@ -1,0 +1,149 @@
+"""The report: page budget, headings, numbers from the registry, determinism, README, missing sections."""
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import reproduce
+from pipeline import render
+from pipeline.runner import section_module
+
+ROOT = Path(__file__).resolve().parent.parent
+TITLES = {name: section_module(name).TITLE for name in reproduce.SECTION_NAMES}
+
+
+def inflate(stream: bytes) -> bytes:
+    try:
+        return zlib.decompress(stream)
+    except zlib.error:  # not a Flate stream (or not one we need)
+        return b""
+
+
+def pdf_pages(data: bytes) -> int:
+    """Page objects in a PDF, looking inside compressed object streams too."""
+    parts = [data] + [inflate(m.group(1)) for m in re.finditer(rb"stream\r?\n(.*?)endstream", data, re.S)]
+    return len(re.findall(rb"/Type\s*/Page(?![s\w])", b"".join(parts)))
+
+
+def load(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict:
+    """The committed registry of the real run."""
+    path = ROOT / "report" / "results.json"
+    if not path.exists():
+        pytest.skip("no committed report/results.json")
+    return json.loads(path.read_text())
+
+
+def report_html(registry: dict) -> str:
+    return render.render_html("report.html.j2", render.context(registry, TITLES, parts=render.REPORT_PARTS, date="x"))
+
+
+class Spans(HTMLParser):
+    """Collects the text of <span class="n ..."> elements and all visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.numbers: list[tuple[str, bool]] = []
+        self._depth = 0
+        self._pct = False
+
+    def handle_starttag(self, tag, attrs):
+        classes = dict(attrs).get("class", "") or ""
+        if tag == "span" and "n" in classes.split():
+            self._depth, self._pct = 1, "pct" in classes.split()
+
+    def handle_data(self, data):
+        if self._depth:
+            self.numbers.append((data, self._pct))
+            self._depth = 0
+
+
+def registry_numbers(obj) -> list[float]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, (int, float)):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [v for value in obj.values() for v in registry_numbers(value)]
+    if isinstance(obj, list):
+        return [v for value in obj for v in registry_numbers(value)]
+    return []
+
+
+def test_every_number_in_the_text_comes_from_the_registry(committed):
+    """Each number the report prints (span.n) equals, at its printed precision, a number in the registry."""
+    parser = Spans()
+    parser.feed(report_html(committed))
+    known = registry_numbers(committed)
+    assert len(parser.numbers) > 100
+    for text, is_pct in parser.numbers:
+        clean = text.replace("\u2212", "-").replace(",", "").rstrip("%")
+        value, digits = float(clean), len(clean.split(".")[1]) if "." in clean else 0
+        scale = 100 if is_pct else 1
+        assert any(abs(abs(scale * k) - abs(value)) <= 0.5 * 10 ** -digits + 1e-9 for k in known), text
+
+
+def test_every_required_heading_is_present(committed):
+    """The report has a heading for section 2, each of Q1 to Q4, the derivations, findings and AI tools."""
+    headings = re.findall(r"<h2>(.*?)</h2>", report_html(committed))
+    for needle in ("Supervised classification", "derivations", "Q1: amortized VAE", "Q2: sampling", "Q3: latent optimization",
+                   "Q4: the log-probability", "Additional findings", "Use of AI tools"):
+        assert any(needle in h for h in headings), needle
+
+
+def test_committed_report_is_within_the_page_budget():
+    """The committed report.pdf has at most five pages."""
+    path = ROOT / "report" / "report.pdf"
+    if not path.exists():
+        pytest.skip("no committed report")
+    assert 1 <= pdf_pages(path.read_bytes()) <= render.PAGE_BUDGET
+
+
+def test_over_budget_report_is_an_error_and_writes_nothing(first_run, tmp_path, monkeypatch):
+    """A report longer than the budget raises RenderError and leaves the output folder untouched."""
+    out, _ = first_run
+    monkeypatch.setattr(render, "PAGE_BUDGET", 1)
+    with pytest.raises(render.RenderError, match="over the brief's budget of 1"):
+        render.build(load(out), TITLES, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_same_registry_gives_byte_identical_pdf(first_run, monkeypatch):
+    """Rendering the same registry twice gives the same PDF bytes."""
+    out, _ = first_run
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    html = report_html(load(out))
+    epoch = render.source_date_epoch(load(out))
+    assert render.pdf_bytes(html, out, epoch)[0] == render.pdf_bytes(html, out, epoch)[0]
+
+
+def test_section_without_results_names_its_command(first_run):
+    """A section missing from the registry renders a box with the command that produces it."""
+    out, _ = first_run
+    registry = load(out)
+    del registry["sections"]["q3"]
+    html = report_html(registry)
+    assert "No results for this section yet" in html and "python reproduce.py --only q3" in html
+
+
+def test_committed_readme_matches_its_template(committed):
+    """README.md is exactly what templates/README.md.j2 renders from the committed registry."""
+    pdf = ROOT / "report" / "report.pdf"
+    pages = {"report": pdf_pages(pdf.read_bytes())}
+    ctx = render.context(committed, TITLES, pages=pages, date="")
+    assert render.render_markdown("README.md.j2", ctx) == (ROOT / "README.md").read_text()
+
+
+def test_aligned_math_is_typeset():
+    """Multi-line aligned TeX becomes an SVG image with its source as alt text."""
+    html = str(render.displaymath(r"\begin{aligned}a&=b\\&=c\end{aligned}", "7"))
+    assert 'src="data:image/svg+xml;base64,' in html and r"\begin{aligned}" in html and "(7)" in html
