@@ -28,16 +28,21 @@ class CheckpointStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
 
-    def save(self, section: str, key: str, artifacts: dict[str, Any]) -> dict[str, str]:
-        """Write the artifacts atomically, drop the section's older checkpoints, return the record."""
+    def encode(self, section: str, key: str, artifacts: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        """The checkpoint's bytes and its record (file name and SHA-256); writes nothing."""
         buffer = io.BytesIO()
         torch.save(artifacts, buffer)
-        path = self.folder / f"{section}-{key[:16]}.pt"
-        atomic_write(path, buffer.getvalue())
+        payload = buffer.getvalue()
+        return payload, {"file": f"{section}-{key[:16]}.pt", "sha256": hashlib.sha256(payload).hexdigest()}
+
+    def write(self, payload: bytes, record: dict[str, str]) -> None:
+        atomic_write(self.folder / record["file"], payload)
+
+    def prune(self, section: str, record: dict[str, str] | None) -> None:
+        """Delete the section's checkpoints other than the recorded one (run after the registry points at it)."""
         for old in self.folder.glob(f"{section}-*.pt"):
-            if old != path:
+            if record is None or old.name != record["file"]:
                 old.unlink(missing_ok=True)
-        return {"file": path.name, "sha256": sha256(path)}
 
     def check(self, record: dict[str, str] | None) -> None:
         """Raise CheckpointError unless the recorded file exists with the recorded checksum."""

@@ -7,9 +7,8 @@ with a GAP-pixel white line between images; nothing is interpolated.
 from __future__ import annotations
 
 import io
-import zlib
 import struct
-from pathlib import Path
+import zlib
 
 import matplotlib
 
@@ -19,8 +18,6 @@ import numpy as np  # noqa: E402
 
 from experiments.contract import DigitGrid  # noqa: E402
 from experiments.plotting import STYLE  # noqa: E402
-
-from .registry import atomic_write  # noqa: E402
 
 SCALE = 4  # output pixels per MNIST pixel
 GAP = 4  # white output pixels between neighbouring digits
@@ -59,13 +56,10 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
-def write_figure(obj, path_stem: Path) -> dict:
-    """Write one figure next to ``path_stem`` (suffix chosen by type); return its registry record."""
+def encode_figure(obj, stem: str) -> tuple[bytes, dict]:
+    """One figure as file bytes and its registry record (file name ``stem`` plus the suffix of its kind)."""
     if isinstance(obj, DigitGrid):
-        path = path_stem.with_suffix(".png")
-        atomic_write(path, png_bytes(grid_pixels(obj)))
-        return {"file": path.name, "kind": "png", "row_labels": list(obj.row_labels),
-                "col_labels": list(obj.col_labels), "rows": int(obj.images.shape[0]), "cols": int(obj.images.shape[1])}
-    path = path_stem.with_suffix(".svg")
-    atomic_write(path, svg_bytes(obj))
-    return {"file": path.name, "kind": "svg"}
+        record = {"file": f"{stem}.png", "kind": "png", "row_labels": list(obj.row_labels),
+                  "col_labels": list(obj.col_labels), "rows": int(obj.images.shape[0]), "cols": int(obj.images.shape[1])}
+        return png_bytes(grid_pixels(obj)), record
+    return svg_bytes(obj), {"file": f"{stem}.svg", "kind": "svg"}

@@ -31,6 +31,11 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # make the rename itself durable
+    finally:
+        os.close(folder)
 
 
 def lookup(metrics: dict, dotted: str):
@@ -69,14 +74,21 @@ class Registry:
     def entry(self, name: str) -> dict[str, Any] | None:
         return self.sections.get(name)
 
+    def prepare(self, name: str, entry: dict[str, Any], provenance: dict[str, Any]) -> tuple[dict, bytes]:
+        """The registry with one section's entry and the provenance replaced, and its bytes; writes
+        nothing, so a value JSON cannot hold (NaN) fails before any file of the section is touched."""
+        data = {**self.data, "provenance": provenance, "sections": {**self.sections, name: entry}}
+        return data, dumps(data)
+
+    def write(self, data: dict[str, Any], payload: bytes) -> None:
+        atomic_write(self.path, payload)
+        self.data = data
+
     def put(self, name: str, entry: dict[str, Any], provenance: dict[str, Any]) -> None:
         """Replace one section's entry and the provenance, and write the file atomically."""
-        self._write({**self.data, "provenance": provenance, "sections": {**self.sections, name: entry}})
+        self.write(*self.prepare(name, entry, provenance))
 
     def put_meta(self, key: str, value: Any) -> None:
         """Set a top-level record (such as the wall time of the last full run) and write the file."""
-        self._write({**self.data, key: value})
-
-    def _write(self, data: dict[str, Any]) -> None:
-        atomic_write(self.path, dumps(data))
-        self.data = data
+        data = {**self.data, key: value}
+        self.write(data, dumps(data))

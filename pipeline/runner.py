@@ -30,9 +30,9 @@ from experiments.runtime import Progress, seed_everything
 
 from .cache import ROOT, CacheKey, code_files, jsonable_config, make_key, stale_reasons
 from .checkpoints import CheckpointError, CheckpointStore
-from .figures import write_figure
+from .figures import encode_figure
 from .interrupts import critical
-from .registry import Registry, lookup
+from .registry import Registry, atomic_write, lookup
 
 SECTIONS = ("sup", "q1", "q2", "q3", "q4", "extra")
 MODULES = {
@@ -66,10 +66,10 @@ class Options:
 
 
 def environment(opts: Options) -> dict[str, Any]:
-    """What, besides code and data, decides the numbers: library versions, device, threads."""
+    """What, besides code and data, decides the numbers: library versions, device and its model, threads."""
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": np.__version__, "matplotlib": matplotlib.__version__, "device": opts.device.type,
-            "threads": opts.threads}
+            "device_name": device_name(opts.device), "threads": opts.threads}
 
 
 def git_state() -> dict[str, Any]:
@@ -77,7 +77,7 @@ def git_state() -> dict[str, Any]:
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     try:
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!report", ":!README.md")
+        dirty = git("status", "--porcelain", "--", "experiments", "pipeline", "templates", "reproduce.py", "author.toml")
         return {"commit": git("rev-parse", "HEAD"), "dirty": bool(dirty)}
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
@@ -105,6 +105,7 @@ class Runner:
         self.store = CheckpointStore(opts.checkpoints)
         self.git = git_state()
         self._splits: mnist.Splits | None = None
+        self._code: dict[str, dict[str, str]] = {}  # section -> hashes of the code this process imported
         self._artifacts: dict[str, dict] = {}
         self._done: set[str] = set()
         self.executed: list[str] = []
@@ -124,11 +125,19 @@ class Runner:
 
     def key(self, name: str) -> CacheKey:
         module = section_module(name)
+        if name not in self._code:  # hashed once, when first imported: edits during a run do not count
+            self._code[name] = code_files(module)
         config = {"config": jsonable_config(self.config(name)), "seed": self.opts.seed, "smoke": self.opts.smoke}
         # the files are checked against these sums before any use, so the sums identify the data
         data = {"md5": dict(mnist.RAW_MD5), "split": dataclasses.asdict(self.opts.split), "seed": self.opts.seed}
-        upstream = {u: self.key(u).digest for u in module.REQUIRES}
-        return make_key(config, code_files(module), data, environment(self.opts), upstream)
+        # an upstream section counts by what decided it (its key) and by what it produced (its checkpoint)
+        upstream = {u: [self.key(u).digest, self.output(u)] for u in module.REQUIRES}
+        return make_key(config, self._code[name], data, environment(self.opts), upstream)
+
+    def output(self, name: str) -> str | None:
+        """The SHA-256 of a section's recorded checkpoint (None before it has one)."""
+        entry = self.registry.entry(name)
+        return entry["checkpoint"]["sha256"] if entry and entry.get("checkpoint") else None
 
     def status(self, name: str) -> list[str]:
         """Why ``name`` must be rerun; empty when its results and checkpoint are fresh."""
@@ -179,11 +188,11 @@ class Runner:
         upstream = {u: self.artifacts(u) for u in module.REQUIRES}
         ctx = Context(data=self.splits(), device=self.opts.device, seed=self.opts.seed,
                       progress=Progress(name, self.stream), require=upstream.__getitem__, smoke=self.opts.smoke)
+        key = self.key(name)
         seed_everything(self.opts.seed)
         start = time.perf_counter()
         result = module.run(cfg, ctx)
         wall = time.perf_counter() - start
-        key = self.key(name)
         with critical():
             self.commit(name, module, cfg, key, result, wall)
         self._artifacts[name] = result.artifacts
@@ -191,23 +200,32 @@ class Runner:
         self.say(name, f"done in {wall:.1f}s")
 
     def commit(self, name, module, cfg, key: CacheKey, result, wall: float) -> None:
-        """Figures, then checkpoint, then the registry entry that points at both."""
+        """Encode everything first (a failure writes nothing), then write the figures, the checkpoint
+        and last the registry entry that points at both; only then drop the older checkpoints."""
         source = Path(module.__file__).resolve().relative_to(ROOT).as_posix()
-        figures = {}
+        files, figures = {}, {}
         for fig_name, fig in result.figures.items():
-            record = write_figure(fig, self.opts.out / "figures" / f"{name}_{fig_name}")
+            payload, record = encode_figure(fig, f"{name}_{fig_name}")
+            files[self.opts.out / "figures" / record["file"]] = payload
             figures[fig_name] = {**record, "file": f"figures/{record['file']}", "module": source}
-        checkpoint = self.store.save(name, key.digest, result.artifacts) if result.artifacts else None
+        payload, checkpoint = self.store.encode(name, key.digest, result.artifacts) if result.artifacts else (None, None)
         provenance = self.provenance()
         metric, label = module.HEADLINE
         entry = {
-            "title": module.TITLE, "headline": {"metric": metric, "label": label, "value": lookup(result.metrics, metric)}, "module": source, "metrics": result.metrics, "figures": figures,
+            "title": module.TITLE, "headline": {"metric": metric, "label": label, "value": lookup(result.metrics, metric)},
+            "module": source, "metrics": result.metrics, "figures": figures,
             "config": jsonable_config(cfg), "seed": self.opts.seed, "smoke": self.opts.smoke,
             "wall_time_s": wall, "finished_at": provenance["time"], "cache_key": key.digest,
             "key_parts": key.parts, "code_files": key.files, "checkpoint": checkpoint,
             "env": environment(self.opts), "provenance": provenance,
         }
-        self.registry.put(name, entry, provenance)
+        registry = self.registry.prepare(name, entry, provenance)
+        for path, data in files.items():
+            atomic_write(path, data)
+        if checkpoint:
+            self.store.write(payload, checkpoint)
+        self.registry.write(*registry)
+        self.store.prune(name, checkpoint)
 
     def provenance(self) -> dict[str, Any]:
         splits = self.splits()
