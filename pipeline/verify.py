@@ -1,20 +1,23 @@
 """``--verify``: recompute sections in a scratch folder and compare every number with the registry.
 
-The recorded registry (``report/results.json`` by default) is only read. Each metric is compared
+The recorded registry (``report/results.json`` by default) is only read. Each number is compared
 within a tolerance: the section module's ``TOLERANCES[key] = (same_device_abs, cross_device_abs)``
-where it declares one, otherwise the defaults below, relative to the recorded value. "Same device"
-means the recorded entry's environment (device type, thread count, library versions) equals this
-one; then deterministic kernels should reproduce the numbers to the last bit. Timings (the
-``timing`` subtree) are reported by the run but never compared. Strings and structured values
-(verdicts, layer lists) must be equal.
+where it declares one; otherwise integers (counts, image indices) must be equal and other numbers
+agree within the defaults below, relative to each recorded value (per element for per-epoch
+lists). "Same device" means the recorded entry's environment (device type and model, thread
+count, library versions) equals this one; then deterministic kernels reproduce the numbers to the
+last bit. Timings (the ``timing`` subtree) are never compared. Strings and structured values
+(layer lists) must be equal.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import math
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -49,12 +52,12 @@ def flatten(metrics: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def numbers(value: Any) -> list[float] | None:
-    """The value as a flat list of floats, or None when it is not numeric."""
-    items = value if isinstance(value, list) else [value]
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items) and items:
-        return [float(v) for v in items]
-    return None
+def numbers(value: Any) -> list[float | int] | None:
+    """The value as a flat list of numbers (nested lists flattened), or None when it is not numeric."""
+    if isinstance(value, list):
+        parts = [numbers(v) for v in value]
+        return None if not parts or any(p is None for p in parts) else [x for p in parts for x in p]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def compare(section: str, recorded: dict, reproduced: dict) -> list[Row]:
@@ -72,12 +75,16 @@ def compare(section: str, recorded: dict, reproduced: dict) -> list[Row]:
         if a is None or b is None or len(a) != len(b):
             rows.append(Row(label, old, new, None, None, old == new))
             continue
-        diff = max(abs(x - y) for x, y in zip(a, b))
+        diffs = [abs(x - y) for x, y in zip(a, b)]
         if key in tolerances:
-            tol = tolerances[key][0 if same else 1]
+            tols = [tolerances[key][0 if same else 1]] * len(a)
+        elif all(isinstance(x, int) for x in a):
+            tols = [0.0] * len(a)
         else:
-            tol = (DEFAULT_SAME_REL if same else DEFAULT_CROSS_REL) * max(1.0, max(abs(x) for x in a))
-        rows.append(Row(label, old, new, diff, tol, math.isfinite(diff) and diff <= tol))
+            tols = [(DEFAULT_SAME_REL if same else DEFAULT_CROSS_REL) * max(1.0, abs(x)) for x in a]
+        worst = max(range(len(a)), key=lambda i: diffs[i] - tols[i])
+        ok = all(math.isfinite(d) and d <= t for d, t in zip(diffs, tols))
+        rows.append(Row(label, old, new, diffs[worst], tols[worst], ok))
     return rows
 
 
@@ -107,7 +114,8 @@ def verify(opts: Options, selected: list[str]) -> int:
         raise click.ClickException(f"{opts.out / 'results.json'} has no results for {', '.join(missing)}: nothing to "
                                    f"verify against; produce them first with --only {','.join(missing)}")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    scratch = ROOT / "scratch" / f"verify-{'smoke-' if opts.smoke else ''}{stamp}"
+    (ROOT / "scratch").mkdir(exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"verify-{'smoke-' if opts.smoke else ''}{stamp}-", dir=ROOT / "scratch"))
     start = time.perf_counter()
     runner = Runner(dataclasses.replace(opts, out=scratch, checkpoints=scratch / "checkpoints", force=True))
     runner.run(selected)
