@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import functools
 import logging
+import mimetypes
 import os
 import tomllib
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from typing import Any
 import jinja2
 import ziamath
 from markupsafe import Markup, escape
+from weasyprint import HTML
+from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
 from .cache import ROOT
 from .registry import atomic_write
@@ -33,6 +36,7 @@ AUTHOR_FILE = ROOT / "author.toml"
 PAGE_BUDGET = 5  # brief, section 4.3.1
 MATH_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuMathTeXGyre.ttf")
 MATH_PX = 12.5  # math size in CSS px, matching the 9.4pt body text
+FIGURE_BASE = "https://report.invalid/"  # figures/... resolve against this, served from the output folder
 REPORT_PARTS = ("sup", "derivations", "q1", "q2", "q3", "q4", "extra", "ai_tools")
 
 logging.getLogger("weasyprint").setLevel(logging.ERROR)
@@ -182,12 +186,25 @@ def _env_var(name: str, value: str):
             os.environ[name] = old
 
 
-def pdf_bytes(html: str, base: Path, epoch: int) -> tuple[bytes, int]:
-    """The PDF and its page count; identical input gives identical bytes."""
-    from weasyprint import HTML
+class FolderFetcher(URLFetcher):
+    """Serves the output folder under a fixed base URL, so that the PDF (which names embedded images
+    after their URL) does not depend on where the folder lives; a missing figure stops the build."""
 
+    def __init__(self, folder: Path):
+        super().__init__(fail_on_errors=True, allowed_protocols={"https", "data"})
+        self.folder = folder
+
+    def fetch(self, url, headers=None):
+        if url.startswith(FIGURE_BASE):
+            path = self.folder / url[len(FIGURE_BASE):]
+            return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": mimetypes.guess_type(path.name)[0]})
+        return super().fetch(url, headers)
+
+
+def pdf_bytes(html: str, folder: Path, epoch: int) -> tuple[bytes, int]:
+    """The PDF and its page count; identical input gives identical bytes, wherever ``folder`` is."""
     with _env_var("SOURCE_DATE_EPOCH", str(epoch)):
-        document = HTML(string=html, base_url=str(base.resolve()) + "/").render()
+        document = HTML(string=html, base_url=FIGURE_BASE, url_fetcher=FolderFetcher(folder)).render()
         data = document.write_pdf(pdf_identifier=b"vi-mnist-report")
     return data, len(document.pages)
 
@@ -200,7 +217,10 @@ def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None
     outputs = {}
     for name, template in (("report", "report.html.j2"), ("supplement", "supplement.html.j2")):
         html = render_html(template, context(registry, titles, parts=REPORT_PARTS, date=date))
-        outputs[name], pages[name] = pdf_bytes(html, out, epoch)
+        try:
+            outputs[name], pages[name] = pdf_bytes(html, out, epoch)
+        except FatalURLFetchingError as err:
+            raise RenderError(f"{err.__cause__ or err}; rerun the section that made it") from None
     if pages["report"] > PAGE_BUDGET:
         raise RenderError(f"the report has {pages['report']} pages, over the brief's budget of {PAGE_BUDGET}; "
                           "nothing was written: shorten a section or move material to the supplement")
