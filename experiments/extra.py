@@ -81,7 +81,7 @@ def assess(enc, dec, pixel_range, x01: torch.Tensor, cfg: Config, seed: int, noi
     # x = lo + (hi - lo) u  =>  log p(u) = log p(x) + D log(hi - lo)
     shift = vae.PIXELS * math.log(hi - lo)
     log_p = log_likelihoods(enc, dec, x, sigma, LikelihoodConfig(samples=cfg.samples), noise)["log_p"]
-    return {"active_units": s["active_units"], "kl_nats": s["kl_nats"],
+    return {"active_units": s["active_units"], "kl_units_90": s["kl_units_90"], "kl_nats": s["kl_nats"],
             "recon_mse": vae.recon_error(lambda m: dec(m), enc(x)[0], x, 1000) / (hi - lo) ** 2,
             "neg_elbo": s["neg_elbo"] - shift, "log_p": log_p.mean().item() + shift,
             "log_p_se": (log_p.std() / math.sqrt(len(log_p))).item()}

@@ -61,23 +61,24 @@ def columns(rows: list[dict]) -> dict[str, list]:
 
 
 def overfit_numbers(train: dict[str, list], val: dict[str, list], window: int = 5) -> dict:
-    """The train/validation -ELBO gap per epoch with its standard error and epoch-to-epoch jitter, and
-    the trend of each curve: the mean of its last ``window`` epochs minus the mean of the ``window`` before."""
+    """The validation-minus-training -ELBO gap per epoch, its standard error and epoch-to-epoch jitter;
+    the trend of each curve (mean of the last ``window`` epochs minus mean of the ``window`` before) and
+    the noise of such a trend (std of the epoch-to-epoch changes of validation -ELBO / sqrt(window))."""
     gap = [v - t for v, t in zip(val["neg_elbo"], train["neg_elbo"])]
-    window = max(1, min(window, len(gap) // 2))
-    trend = lambda xs: float(np.mean(xs[-window:]) - np.mean(xs[-2 * window:-window]))  # noqa: E731
+    w = min(window, len(gap) // 2)
+    trend = lambda xs: float(np.mean(xs[-w:]) - np.mean(xs[-2 * w:-w])) if w else 0.0  # noqa: E731
+    noise = lambda xs: float(np.std(np.diff(xs)) / math.sqrt(w)) if w and len(xs) > 2 else 0.0  # noqa: E731
     return {
         "gap": gap,
         "gap_se": math.hypot(train["neg_elbo_se"][-1], val["neg_elbo_se"][-1]),
         "gap_jitter": float(np.std(np.diff(gap))) if len(gap) > 2 else 0.0,
         "gap_growth": gap[-1] - gap[0],
         "gap_growth_relative": (gap[-1] - gap[0]) / abs(val["neg_elbo"][-1]),
-        "gap_relative": gap[-1] / abs(val["neg_elbo"][-1]),
-        "loss_gap": val["loss"][-1] - train["loss"][-1],
         "val_best_epoch": int(np.argmin(val["neg_elbo"])) + 1,
-        "trend_window": window,
+        "trend_window": w,
         "val_trend": trend(val["neg_elbo"]),
         "train_trend": trend(train["neg_elbo"]),
+        "trend_noise": noise(val["neg_elbo"][-2 * w:]),
     }
 
 
@@ -104,14 +105,17 @@ def run(cfg: Config, ctx: Context) -> Result:
     picks = {"val": pick_per_digit(ctx.data.val.y, 1, g)[:, 0], "train": pick_per_digit(ctx.data.train.y, 1, g)[:, 0]}
     shown = {"val": x_va[picks["val"].to(ctx.device)], "train": x_tr[picks["train"].to(ctx.device)]}
     # class-balanced subsets of equal size, so that the train/validation gap compares like with like
-    evals = {name: x[pick_per_digit(getattr(ctx.data, name).y, cfg.eval_per_digit, g).flatten().to(ctx.device)]
-             for name, x in (("train", x_tr), ("val", x_va))}
+    subsets = {name: pick_per_digit(getattr(ctx.data, name).y, cfg.eval_per_digit, g).flatten() for name in ("train", "val")}
+    evals = {name: x[subsets[name].to(ctx.device)] for name, x in (("train", x_tr), ("val", x_va))}
     fit = vae.fit(cfg, ctx, x_tr, evals, shown)
     train, val = columns(fit.history["train"]), columns(fit.history["val"])
     metrics = {
         "train_loss_running": fit.history["train_loss_running"], "train": train, "val": val,
         **overfit_numbers(train, val), **scaling_numbers(cfg),
         "snapshot_epochs": list(cfg.snapshot_epochs), "eval_images": 10 * cfg.eval_per_digit,
+        "params": {"encoder": sum(p.numel() for p in fit.encoder.parameters()),
+                   "generator": sum(p.numel() for p in fit.decoder.parameters())},
+        "pixel_values": vae.PIXELS * len(x_tr),
         "steps": cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size),
         "recon_error": [fit.snapshots[e]["recon_error"] for e in cfg.snapshot_epochs],
         "shown_images": {name: getattr(ctx.data, name).index[p].tolist() for name, p in picks.items()},
@@ -125,7 +129,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         "arch": vae.arch(cfg), "loss": {"sigma_p": cfg.sigma_p, "kl_weight": cfg.kl_weight}, "encoder": fit.encoder.state_dict(), "decoder": fit.decoder.state_dict(),
         "decoders": {str(e): s["decoder"] for e, s in fit.snapshots.items()},
         "recon_train": {str(e): s["recon"]["train"] for e, s in fit.snapshots.items()},
-        "shown_train": picks["train"],
+        "shown_train": picks["train"], "eval_train": subsets["train"],
     }
     return Result(metrics, figures, artifacts)
 

@@ -49,6 +49,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     rows = [vae.restore_decoder(q1["arch"], q1["decoders"][str(e)], ctx.device)(z).cpu() for e in epochs]
     images = to_unit_range(torch.stack(rows)[:, :, 0], *q1["arch"]["pixel_range"])  # (epochs, n, 28, 28)
     change = [float(abs(images[i + 1] - images[i]).mean()) for i in range(len(epochs) - 1)]
+    per_epoch = [c / (epochs[i + 1] - epochs[i]) for i, c in enumerate(change)]  # snapshots are unevenly spaced
     # diversity: mean |difference| per pixel over all pairs of the n samples of one epoch
     diversity = [float(abs(im[:, None] - im[None]).mean() * len(im) / (len(im) - 1)) for im in images]
     metrics = {
@@ -57,6 +58,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         "mean_ink": [float(im.mean()) for im in images],
         "ink_change": change,
         "ink_change_last": change[-1] if change else 0.0,
+        "ink_change_per_epoch": per_epoch,
         "diversity": diversity,
     }
     grid = DigitGrid(images, tuple(f"epoch {e}" for e in epochs), tuple(f"z{i + 1}" for i in range(cfg.samples)))

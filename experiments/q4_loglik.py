@@ -112,6 +112,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         "kl_per_digit": both["kl"].mean(1).tolist(),
         "recon_per_digit": (both["elbo"] + both["kl"]).mean(1).tolist(),
         "gap_per_digit": (both["log_p"] - both["elbo"]).mean(1).tolist(),
+        "elbo_gap": (both["log_p"] - both["elbo"]).mean().item(),
         "split_mean": {name: log_p[name].mean().item() for name in splits},
         **welch(log_p["train"].flatten(), log_p["test"].flatten()),
         "mc_se_max": max(se.max().item() for se in mc_se.values()),

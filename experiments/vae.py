@@ -102,7 +102,7 @@ def summarize(terms: dict[str, torch.Tensor], kl_weight: float, threshold: float
 def units_holding(kl_per_unit: torch.Tensor, share: float) -> int:
     """The fewest latent units whose average KL adds up to ``share`` of the total."""
     ordered = kl_per_unit.sort(descending=True).values
-    return int((ordered.cumsum(0) < share * ordered.sum()).sum()) + 1
+    return min(len(ordered), int((ordered.cumsum(0) < share * ordered.sum()).sum()) + 1)
 
 
 @torch.no_grad()
