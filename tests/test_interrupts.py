@@ -77,6 +77,30 @@ def test_interrupted_forced_rerun_changes_nothing(tiny_root, tmp_path):
     assert snapshot(out, tmp_path / "ckpt") == before
 
 
+def test_signal_during_the_commit_completes_the_section(tiny_data, tmp_path, monkeypatch):
+    """SIGTERM while a section's files are being written: the section is written whole, then the run stops (143)."""
+    from click.testing import CliRunner
+
+    import reproduce
+    from pipeline import registry
+
+    write = registry.Registry.write
+
+    def write_after_a_signal(self, data, payload):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives after the figures and checkpoint, before the registry
+        write(self, data, payload)
+
+    monkeypatch.setattr(registry.Registry, "write", write_after_a_signal)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(reproduce.cli, ["--smoke", "--only", "sup,q1", "--data-dir", str(tiny_data), "--out", str(out),
+                                                "--checkpoints", str(tmp_path / "ckpt")])
+    assert result.exit_code == 143, result.output
+    entry = json.loads((out / "results.json").read_text())["sections"]["sup"]
+    assert set(json.loads((out / "results.json").read_text())["sections"]) == {"sup"}
+    assert (tmp_path / "ckpt" / entry["checkpoint"]["file"]).is_file()
+    assert all((out / f["file"]).is_file() for f in entry["figures"].values())
+
+
 def test_a_signal_inside_a_critical_section_waits_for_its_end():
     """SIGINT during a critical block is held until the block ends, then raised as Interrupted."""
     done = []

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -89,7 +93,7 @@ def test_every_number_in_the_text_comes_from_the_registry(committed):
         clean = text.replace("\u2212", "-").replace(",", "").rstrip("%")
         value, digits = float(clean), len(clean.split(".")[1]) if "." in clean else 0
         scale = 100 if is_pct else 1
-        assert any(abs(abs(scale * k) - abs(value)) <= 0.5 * 10 ** -digits + 1e-9 for k in known), text
+        assert any(abs(scale * k - value) <= 0.5 * 10 ** -digits + 1e-9 for k in known), text
 
 
 def test_every_required_heading_is_present(committed):
@@ -109,21 +113,36 @@ def test_committed_report_is_within_the_page_budget():
 
 
 def test_over_budget_report_is_an_error_and_writes_nothing(first_run, tmp_path, monkeypatch):
-    """A report longer than the budget raises RenderError and leaves the output folder untouched."""
+    """A report longer than the budget raises RenderError and writes no PDF or README."""
     out, _ = first_run
+    shutil.copytree(out / "figures", tmp_path / "figures")
     monkeypatch.setattr(render, "PAGE_BUDGET", 1)
     with pytest.raises(render.RenderError, match="over the brief's budget of 1"):
         render.build(load(out), TITLES, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["figures"]
 
 
-def test_same_registry_gives_byte_identical_pdf(first_run, monkeypatch):
-    """Rendering the same registry twice gives the same PDF bytes."""
+def test_missing_figure_is_an_error(first_run, tmp_path):
+    """A figure named in the registry but missing on disk stops the build with a one-line error."""
     out, _ = first_run
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    html = report_html(load(out))
-    epoch = render.source_date_epoch(load(out))
-    assert render.pdf_bytes(html, out, epoch)[0] == render.pdf_bytes(html, out, epoch)[0]
+    with pytest.raises(render.RenderError, match="sup_curves.svg"):
+        render.build(load(out), TITLES, tmp_path)
+
+
+def test_same_registry_gives_byte_identical_pdfs_across_processes(first_run, tmp_path):
+    """Two separate `reproduce.py --render` processes on the same registry write byte-identical PDFs."""
+    out, _ = first_run
+    pdfs = []
+    for attempt in ("a", "b"):
+        copy = tmp_path / attempt
+        shutil.copytree(out, copy)
+        (copy / "report.pdf").unlink()
+        env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+        done = subprocess.run([sys.executable, str(ROOT / "reproduce.py"), "--render", "--smoke", "--out", str(copy)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        pdfs.append((copy / "report.pdf").read_bytes())
+    assert pdfs[0] == pdfs[1]
 
 
 def test_section_without_results_names_its_command(first_run):
