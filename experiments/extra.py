@@ -63,13 +63,20 @@ def variants(base: q1_vae.Config) -> dict[str, q1_vae.Config]:
 @torch.no_grad()
 def classify(classifier, images01: torch.Tensor, confident: float) -> dict:
     """The supervised CNN on images in [0, 1] (N, 1, 28, 28): mean top probability, share above
-    ``confident``, entropy of the predicted-label histogram (nats; log 10 when all digits are equal)."""
-    probs = torch.softmax(classifier(2 * images01 - 1), dim=1)  # the CNN was trained on [-1, 1]
+    ``confident``, entropy of the predicted-label histogram (nats; log 10 when all digits are equal),
+    the classifier score exp(E_x KL(p(y|x) || p(y))) (1: one class or no confidence; 10: ten equally
+    frequent, confidently recognised digits; the Inception score with our CNN), and pixel diversity."""
+    probs = torch.softmax(classifier(2 * images01 - 1), dim=1)  # (N, 10); the CNN was trained on [-1, 1]
     top, label = probs.max(1)
     hist = torch.bincount(label, minlength=10).float() / len(label)
     entropy = max(0.0, -(hist[hist > 0] * hist[hist > 0].log()).sum().item())
+    marginal = probs.mean(0)  # p(y)
+    kl = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1)  # (N,)
+    few = images01[:100].flatten(1)  # mean |difference| per pixel over pairs of samples
+    diversity = torch.cdist(few, few, p=1).sum() / (len(few) * (len(few) - 1) * few.shape[1])
     return {"confidence": top.mean().item(), "confident_share": (top > confident).float().mean().item(),
-            "label_entropy": entropy, "label_share": hist.tolist()}
+            "label_entropy": entropy, "label_share": hist.tolist(), "classifier_score": kl.mean().exp().item(),
+            "diversity": diversity.item()}
 
 
 def assess(enc, dec, pixel_range, x01: torch.Tensor, cfg: Config, seed: int, noise) -> dict:
