@@ -148,6 +148,6 @@ def loss_figure(running: list[float], train: dict, val: dict):
     plot_curves(b, {"MSE train": train["mse"], "MSE val": val["mse"], "KL train": train["kl"], "KL val": val["kl"]},
                 ylabel="per pixel / per dim")
     plot_curves(c, {"train": train["neg_elbo"], "validation": val["neg_elbo"]}, ylabel="-ELBO (nats / image)")
-    for ax, title in zip((a, b, c), ("(a) loss = MSE + KL", "(b) its two parts", "(c) true negative ELBO")):
+    for ax, title in zip((a, b, c), ("(a) loss = MSE + KL", "(b) its two parts", "(c) true -ELBO")):
         ax.set_title(title)
     return fig

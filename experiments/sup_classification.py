@@ -157,7 +157,8 @@ def curves_figure(hist: dict):
     """Two panels: losses (validation, and training alongside) and validation accuracy per epoch."""
     fig, (ax_loss, ax_acc) = new_figure(2, width_in=6.6, height_in=1.9)
     plot_curves(ax_loss, {"validation": hist["val_loss"], "training (running)": hist["train_loss"]},
-                ylabel="cross-entropy (nats)")
+                ylabel="cross-entropy (nats, log scale)")
+    ax_loss.set_yscale("log")
     plot_curves(ax_acc, {"validation": [100 * a for a in hist["val_acc"]]}, ylabel="accuracy (%)")
     ax_loss.set_title("(a) average loss per epoch")
     ax_acc.set_title("(b) validation accuracy per epoch")
