@@ -142,7 +142,9 @@ def environment(markdown: bool = False) -> jinja2.Environment:
 
 
 def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
-    sections = {name: {**entry, "section": name} for name, entry in registry.get("sections", {}).items()}
+    recorded = registry.get("sections", {})
+    # in the order of the report (titles are given in section order), each entry knowing its name
+    sections = {name: {**recorded[name], "section": name} for name in titles if name in recorded}
     return {"R": {**registry, "sections": sections}, "S": sections, "titles": titles, "author": author(),
             "page_budget": PAGE_BUDGET, **extra}
 
