@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402,F401  (for the modules)
 import torch  # noqa: E402
 
 STYLE = {
@@ -23,25 +24,30 @@ STYLE = {
     "lines.markersize": 3,
     "svg.fonttype": "path",
     "svg.hashsalt": "vi-mnist",
+    "axes.unicode_minus": True,
 }
+# Applied once for the whole process (figures are made only by the experiment modules), so every
+# text element, including those added after a plot is drawn, uses the report's font.
+plt.rcParams.update(STYLE)
+MARKERS = ("o", "s", "^", "D")  # distinct shapes, so curves that coincide stay visible
+LINES = ("-", "--", ":", "-.")
 
 
 def new_figure(ncols: int = 1, width_in: float = 3.2, height_in: float = 2.0):
     """A figure with ``ncols`` side-by-side axes in the report's style."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, ncols, figsize=(width_in, height_in), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(width_in, height_in), layout="constrained", squeeze=False)
     return fig, list(axes[0])
 
 
 def plot_curves(ax, series: dict[str, list[float]], xlabel: str = "epoch", ylabel: str = "", x=None) -> None:
-    """One line per named series against epochs 1..n (or the given x), with a legend."""
-    with plt.rc_context(STYLE):
-        for label, values in series.items():
-            xs = x if x is not None else np.arange(1, len(values) + 1)
-            ax.plot(xs, values, marker="o", label=label)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, linewidth=0.5)
+    """One line per named series against epochs 1..n (or the given x); a legend when there are several."""
+    for i, (label, values) in enumerate(series.items()):
+        xs = x if x is not None else np.arange(1, len(values) + 1)
+        ax.plot(xs, values, marker=MARKERS[i % 4], linestyle=LINES[i % 4], markersize=2.5, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, linewidth=0.5)
+    if len(series) > 1:
         ax.legend(frameon=False)
 
 

@@ -121,7 +121,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         "shown_images": {name: getattr(ctx.data, name).index[p].tolist() for name, p in picks.items()},
         "timing": {"epoch_s": fit.epoch_s, "mean_epoch_s": sum(fit.epoch_s) / len(fit.epoch_s)},
     }
-    figures = {"loss": loss_figure(fit.history["train_loss_running"], train, val)}
+    figures = {"loss": loss_figure(fit.history["train_loss_running"], train, val, metrics["gap"])}
     for name in ("val", "train"):
         recons = {e: s["recon"][name] for e, s in fit.snapshots.items()}
         figures[f"recon_{name}"] = recon_grid(shown[name], recons, cfg)
@@ -141,13 +141,14 @@ def recon_grid(images: torch.Tensor, recons: dict[int, torch.Tensor], cfg: Confi
                      ("original", *(f"epoch {e}" for e in cfg.snapshot_epochs)), tuple(map(str, range(10))))
 
 
-def loss_figure(running: list[float], train: dict, val: dict):
-    """(a) the brief's loss, (b) its two parts, (c) the true -ELBO in nats, per epoch."""
+def loss_figure(running: list[float], train: dict, val: dict, gap: list[float]):
+    """(a) the brief's loss, (b) its two parts, (c) the gap of the true -ELBO, per epoch."""
     fig, (a, b, c) = new_figure(3, width_in=6.9, height_in=1.85)
     plot_curves(a, {"train": train["loss"], "validation": val["loss"], "train (running)": running}, ylabel="loss (Eq. 5)")
     plot_curves(b, {"MSE train": train["mse"], "MSE val": val["mse"], "KL train": train["kl"], "KL val": val["kl"]},
-                ylabel="per pixel / per dim")
-    plot_curves(c, {"train": train["neg_elbo"], "validation": val["neg_elbo"]}, ylabel="-ELBO (nats / image)")
-    for ax, title in zip((a, b, c), ("(a) loss = MSE + KL", "(b) its two parts", "(c) true -ELBO")):
+                ylabel="per pixel / per dimension")
+    plot_curves(c, {"validation \u2212 training": gap}, ylabel="\u2212ELBO gap (nats / image)")
+    c.axhline(0.0, color="0.5", linewidth=0.6)
+    for ax, title in zip((a, b, c), ("(a) loss = MSE + KL", "(b) its two parts", "(c) true \u2212ELBO, val \u2212 train")):
         ax.set_title(title)
     return fig

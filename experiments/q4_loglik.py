@@ -16,6 +16,7 @@ Rerun: ``python reproduce.py --only q4`` (needs Q1's checkpoint; Q1 runs first w
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -40,10 +41,11 @@ class Config:
     chunk: int = 200  # samples decoded at once for all images of a batch (bounds memory)
     image_batch: int = 100  # images evaluated together
     large_per_digit: int = 100  # beyond the brief: images of each digit per split for the larger sample
+    check_samples: int = 10000  # beyond the brief: M again for the same images, to see how far the estimate moves
     stream: int = 4  # images and importance samples use generators seeded with seed + stream
 
 
-SMOKE = Config(samples=50, chunk=25, large_per_digit=10)
+SMOKE = Config(samples=50, chunk=25, large_per_digit=10, check_samples=200)
 
 HEADLINE = ("split_mean.train", "mean log p(x), training images (nats)")
 TOLERANCES = {"split_mean.train": (1e-3, 10.0), "split_mean.test": (1e-3, 10.0), "difference": (1e-3, 10.0)}
@@ -51,14 +53,19 @@ TOLERANCES = {"split_mean.train": (1e-3, 10.0), "split_mean.test": (1e-3, 10.0),
 
 @torch.no_grad()
 def log_likelihoods(enc, dec, x: torch.Tensor, sigma_p: float, cfg: Config, generator) -> dict[str, torch.Tensor]:
-    """Eq. 9 for images x (N, 1, 28, 28), each result (N,): log p(x), its Monte Carlo standard error,
-    the ELBO (the mean of the same log-weights, E_q log w = ELBO) and the KL term of the ELBO."""
-    parts: dict[str, list] = {"log_p": [], "mc_se": [], "elbo": [], "kl": []}
+    """Eq. 9 for images x (N, 1, 28, 28), each result (N,): log p(x); its delta-method standard error;
+    the effective sample size of the importance weights, (sum w)^2 / sum w^2 (M when all are equal,
+    1 when one dominates, where the standard error means nothing); the estimate from the first tenth
+    of the samples (if log p still grows with M, the estimate has not converged); the ELBO (the mean
+    of the same log-weights, E_q log w = ELBO) and its KL term."""
+    parts: dict[str, list] = {"log_p": [], "mc_se": [], "ess": [], "log_p_tenth": [], "elbo": [], "kl": []}
     decode = lambda z: dec(z).flatten(1)  # noqa: E731  (n, d) -> (n, D)
     for xb in x.split(cfg.image_batch):
         mean, logvar = enc(xb)
         log_w = importance_log_weights(xb.flatten(1), mean, logvar, decode, sigma_p, cfg.samples, cfg.chunk, generator)
-        for key, value in (("log_p", log_mean_exp(log_w)), ("mc_se", log_mean_exp_se(log_w)),
+        ess = torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0))
+        for key, value in (("log_p", log_mean_exp(log_w)), ("mc_se", log_mean_exp_se(log_w)), ("ess", ess),
+                           ("log_p_tenth", log_mean_exp(log_w[: max(1, len(log_w) // 10)])),
                            ("elbo", log_w.mean(0)), ("kl", kl_to_standard_normal(mean, logvar).sum(1))):
             parts[key].append(value)
     return {key: torch.cat(values).cpu() for key, values in parts.items()}
@@ -104,7 +111,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     both = {k: torch.cat([est["train"][k], est["test"][k]], 1) for k in est["train"]}
     metrics = {
         "images": {name: {"index": splits[name].index[chosen[name]].tolist(), "log_p": log_p[name].tolist(),
-                          "mc_se": mc_se[name].tolist()} for name in splits},
+                          "mc_se": mc_se[name].tolist(), "ess": est[name]["ess"].tolist()} for name in splits},
         "per_digit": summary(both["log_p"]),
         "ink_per_digit": both["ink"].mean(1).tolist(),
         "ink_correlation": correlation(both["ink"], both["log_p"]),
@@ -116,17 +123,38 @@ def run(cfg: Config, ctx: Context) -> Result:
         "split_mean": {name: log_p[name].mean().item() for name in splits},
         **welch(log_p["train"].flatten(), log_p["test"].flatten()),
         "mc_se_max": max(se.max().item() for se in mc_se.values()),
+        "ess_median": both["ess"].median().item(), "ess_min": both["ess"].min().item(),
+        "ess_below_10": (both["ess"] < 10).float().mean().item(),
+        # log p from all M samples minus log p from the first M / 10: > 0 while the estimate still grows with M
+        "gain_last_90pct": (both["log_p"] - both["log_p_tenth"]).mean().item(),
         "samples": cfg.samples, "per_split": 10 * cfg.per_digit, "n_images": 20 * cfg.per_digit,
         "per_digit_images": 2 * cfg.per_digit,
         "density_shift_unit_range": vae.PIXELS * math.log(hi - lo),
         "large": large_sample(enc, dec, q1, cfg, ctx, pick, noise),
+        "more_samples": more_samples(enc, dec, q1, cfg, ctx, chosen, both["log_p"], noise),
         "timing": {"core_s": core_s},
     }
     metrics["timing"]["large_s"] = metrics["large"].pop("seconds")
+    metrics["timing"]["more_samples_s"] = metrics["more_samples"].pop("seconds")
     first = torch.stack([to_float(splits["train"].x[chosen["train"][d, 0]][None], lo, hi)[0, 0] for d in range(10)])
-    labels = tuple(f"{d}\n{log_p['train'][d, 0].item():.1f}" for d in range(10))
+    labels = tuple(f"{d}\n{log_p['train'][d, 0].item():.1f}".replace("-", "\u2212") for d in range(10))
     figure = DigitGrid(to_unit_range(first[None], lo, hi), ("training image",), labels)
     return Result(metrics, {"examples": figure})
+
+
+def more_samples(enc, dec, q1: dict, cfg: Config, ctx: Context, chosen: dict, log_p: torch.Tensor, noise) -> dict:
+    """Beyond the brief: Eq. 9 for the same images with cfg.check_samples samples; how much it moves."""
+    start = time.perf_counter()
+    lo, hi = q1["arch"]["pixel_range"]
+    check = dataclasses.replace(cfg, samples=cfg.check_samples)
+    values = []
+    for name, s in (("train", ctx.data.train), ("test", ctx.data.test)):
+        x = to_float(s.x[chosen[name].flatten()], lo, hi).to(ctx.device)
+        values.append(log_likelihoods(enc, dec, x, q1["loss"]["sigma_p"], check, noise)["log_p"].view(10, -1))
+    more = torch.cat(values, 1)  # (10, 2k), the layout of log_p
+    return {"samples": cfg.check_samples, "mean_shift": (more - log_p).mean().item(),
+            "per_digit_mean": more.mean(1).tolist(), "most_likely_digit": int(more.mean(1).argmax()),
+            "seconds": time.perf_counter() - start}
 
 
 def large_sample(enc, dec, q1: dict, cfg: Config, ctx: Context, pick, noise) -> dict:

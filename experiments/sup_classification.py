@@ -22,7 +22,7 @@ from torch import nn
 
 from .contract import Context, Result
 from .data import batches, to_float
-from .plotting import new_figure, plot_curves
+from .plotting import FormatStrFormatter, LogLocator, NullFormatter, new_figure, plot_curves
 from .runtime import map_batches
 
 SECTION = "sup"
@@ -67,7 +67,7 @@ def describe(net: nn.Sequential) -> list[dict]:
     """One row per layer: its type, its sizes in short, output shape for one image, parameter count."""
     def sizes(layer: nn.Module) -> str:
         if isinstance(layer, nn.Conv2d):
-            return f"{layer.in_channels}\u2192{layer.out_channels}, {layer.kernel_size[0]}\u00d7{layer.kernel_size[1]}, pad {layer.padding[0]}"
+            return f"{layer.in_channels}\u2192{layer.out_channels}, {layer.kernel_size[0]}\u00d7{layer.kernel_size[1]}"
         if isinstance(layer, nn.Linear):
             return f"{layer.in_features}\u2192{layer.out_features}"
         if isinstance(layer, nn.MaxPool2d):
@@ -159,6 +159,9 @@ def curves_figure(hist: dict):
     plot_curves(ax_loss, {"validation": hist["val_loss"], "training (running)": hist["train_loss"]},
                 ylabel="cross-entropy (nats, log scale)")
     ax_loss.set_yscale("log")
+    ax_loss.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax_loss.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax_loss.yaxis.set_minor_formatter(NullFormatter())
     plot_curves(ax_acc, {"validation": [100 * a for a in hist["val_acc"]]}, ylabel="accuracy (%)")
     ax_loss.set_title("(a) average loss per epoch")
     ax_acc.set_title("(b) validation accuracy per epoch")

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.contract import DigitGrid  # noqa: E402
-from experiments.plotting import STYLE  # noqa: E402
+from experiments import plotting  # noqa: E402,F401  (sets the report style)
 
 SCALE = 4  # output pixels per MNIST pixel
 GAP = 4  # white output pixels between neighbouring digits
@@ -25,8 +25,7 @@ GAP = 4  # white output pixels between neighbouring digits
 
 def svg_bytes(fig) -> bytes:
     buffer = io.BytesIO()
-    with plt.rc_context(STYLE):
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     return buffer.getvalue()
 

@@ -90,16 +90,18 @@ def displaymath(tex: str, tag: str | None = None) -> Markup:
 
 # ---------------------------------------------------------------- figures, tables, references
 class Numbering:
-    """Figure and table numbers in order of appearance; ``refs`` come from a previous pass."""
+    """Figure and table numbers in order of appearance, after ``prefix`` ("S" in the supplement);
+    ``refs`` come from a previous pass."""
 
-    def __init__(self, refs: dict[str, int] | None = None):
+    def __init__(self, refs: dict[str, str] | None = None, prefix: str = ""):
         self.refs = refs or {}
-        self.seen: dict[str, int] = {}
+        self.prefix = prefix
+        self.seen: dict[str, str] = {}
 
-    def number(self, ident: str) -> int:
+    def number(self, ident: str) -> str:
         if ident not in self.seen:
             kind = ident.split("-")[0]
-            self.seen[ident] = 1 + sum(1 for k in self.seen if k.split("-")[0] == kind)
+            self.seen[ident] = f"{self.prefix}{1 + sum(1 for k in self.seen if k.split('-')[0] == kind)}"
         return self.seen[ident]
 
     def ref(self, ident: str) -> Markup:
@@ -149,12 +151,12 @@ def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
             "page_budget": PAGE_BUDGET, **extra}
 
 
-def render_html(template: str, ctx: dict[str, Any]) -> str:
+def render_html(template: str, ctx: dict[str, Any], prefix: str = "") -> str:
     """Two passes: the first numbers figures and tables, the second resolves references to them."""
     env = environment()
-    refs: dict[str, int] = {}
+    refs: dict[str, str] = {}
     for _ in range(2):
-        numbering = Numbering(refs)
+        numbering = Numbering(refs, prefix)
         html = env.get_template(template).render(
             **ctx, figure=numbering.figure, ref=numbering.ref, table_ref=numbering.ref,
             table_caption=numbering.table_caption)
@@ -217,8 +219,8 @@ def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None
     date = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
     pages = {}
     outputs = {}
-    for name, template in (("report", "report.html.j2"), ("supplement", "supplement.html.j2")):
-        html = render_html(template, context(registry, titles, parts=REPORT_PARTS, date=date))
+    for name, template, prefix in (("report", "report.html.j2", ""), ("supplement", "supplement.html.j2", "S")):
+        html = render_html(template, context(registry, titles, parts=REPORT_PARTS, date=date), prefix)
         try:
             outputs[name], pages[name] = pdf_bytes(html, out, epoch)
         except FatalURLFetchingError as err:

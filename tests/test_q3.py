@@ -53,6 +53,16 @@ def test_sparse_adam_is_not_adam_per_row():
     assert not torch.allclose(got[5], reference_rows(init, BATCHES, targets)[5])
 
 
+def test_sparse_adam_moves_only_the_rows_in_the_batch():
+    """With SparseAdam a row keeps its value through every step whose batch does not hold it: no momentum leaks."""
+    g = torch.Generator().manual_seed(0)
+    init, targets = torch.randn(6, 3, generator=g), torch.randn(len(BATCHES), 6, 3, generator=g)
+    after = [run_rows(torch.optim.SparseAdam, init, BATCHES[:k], targets) for k in range(1, len(BATCHES) + 1)]
+    for k in range(1, len(BATCHES)):
+        for row in set(range(6)) - set(BATCHES[k]):
+            assert torch.equal(after[k][row], after[k - 1][row]), (k, row)
+
+
 def test_latent_initialisation_follows_the_brief():
     """mu_i ~ N(0, I) and r_i = log s^2 with s ~ N(0, I): E[exp(r)] = E[s^2] = 1 and E[r] = E[log chi2_1] = -1.27."""
     table = LatentTable(20_000, 10, torch.Generator().manual_seed(0))
