@@ -19,9 +19,9 @@ from pathlib import Path
 
 import click
 
+from pipeline import SECTIONS
 from pipeline.cache import ROOT
 
-SECTION_NAMES = ("sup", "q1", "q2", "q3", "q4", "extra")
 EXIT_INTERRUPTED = {2: 130, 15: 143}  # SIGINT, SIGTERM: 128 + signal number
 
 
@@ -42,9 +42,9 @@ class OneLineErrors(click.Command):
 
 def parse_sections(only: tuple[str, ...]) -> list[str]:
     names = [n.strip() for item in only for n in item.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SECTION_NAMES]
+    unknown = [n for n in names if n not in SECTIONS]
     if unknown:
-        raise click.UsageError(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTION_NAMES)}")
+        raise click.UsageError(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
     return names
 
 
@@ -89,7 +89,6 @@ def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, 
     if not (run_all or selected or list_ or verify or render_only):
         raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify or --render (see --help)")
     opts = options(out, checkpoints, data_dir, device, seed, threads, smoke, force)
-    from pipeline import runner as r
     from pipeline.interrupts import Interrupted, interruptible
 
     try:
@@ -98,9 +97,9 @@ def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, 
                 return list_sections(opts)
             if verify:
                 from pipeline.verify import verify as run_verify
-                return run_verify(opts, selected or list(SECTION_NAMES))
+                return run_verify(opts, selected or list(SECTIONS))
             if not render_only:
-                execute(opts, selected or list(SECTION_NAMES), full=run_all)
+                execute(opts, selected or list(SECTIONS), full=run_all)
             render(opts)
     except Interrupted as err:
         click.echo(f"\ninterrupted by {err}: finished sections are saved in {opts.out / 'results.json'} "
@@ -142,7 +141,7 @@ def execute(opts, selected: list[str], full: bool) -> None:
         runner.run(selected)
     except (DataError, RegistryError) as err:
         raise click.ClickException(str(err)) from None
-    if full and len(runner.executed) == len(SECTION_NAMES):
+    if full and len(runner.executed) == len(SECTIONS):
         runner.registry.put_meta("full_run", {"wall_time_s": time.perf_counter() - start,
                                               "finished_at": runner.provenance()["time"]})
 
@@ -156,7 +155,7 @@ def render(opts) -> None:
         registry = Registry(opts.out / "results.json").data
     except RegistryError as err:
         raise click.ClickException(str(err)) from None
-    titles = {name: section_module(name).TITLE for name in SECTION_NAMES}
+    titles = {name: section_module(name).TITLE for name in SECTIONS}
     readme = ROOT / "README.md" if opts.out.resolve() == (ROOT / "report").resolve() else None
     try:
         pages = rd.build(registry, titles, opts.out, readme)
@@ -175,7 +174,7 @@ def list_sections(opts) -> int:
     except RegistryError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"{'section':8} {'state':6} {'finished':26} {'wall':>8}  headline")
-    for name in SECTION_NAMES:
+    for name in SECTIONS:
         entry, module = runner.registry.entry(name), section_module(name)
         reasons = runner.status(name)
         state = "fresh" if not reasons else "stale" if entry else "none"

@@ -22,12 +22,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import q1_vae, q3_latent_opt, vae
 from .contract import Context, DigitGrid, Result
 from .data import pick_per_digit, to_float
-from .plotting import to_unit_range
+from .q2_sampling import pixel_diversity
 from .q4_loglik import Config as LikelihoodConfig, log_likelihoods
 from .sup_classification import build_cnn
 
@@ -73,11 +74,9 @@ def classify(classifier, images01: torch.Tensor, confident: float) -> dict:
     entropy = max(0.0, -(hist[hist > 0] * hist[hist > 0].log()).sum().item())
     marginal = probs.mean(0)  # p(y)
     kl = (probs * (probs.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1)  # (N,)
-    few = images01[:100].flatten(1)  # mean |difference| per pixel over pairs of samples
-    diversity = torch.cdist(few, few, p=1).sum() / (len(few) * (len(few) - 1) * few.shape[1])
     return {"confidence": top.mean().item(), "confident_share": (top > confident).float().mean().item(),
             "label_entropy": entropy, "label_share": hist.tolist(), "classifier_score": kl.mean().exp().item(),
-            "diversity": diversity.item()}
+            "diversity": pixel_diversity(images01[:100])}
 
 
 def assess(enc, dec, pixel_range, x01: torch.Tensor, cfg: Config, seed: int, noise) -> dict:
@@ -85,14 +84,39 @@ def assess(enc, dec, pixel_range, x01: torch.Tensor, cfg: Config, seed: int, noi
     lo, hi = pixel_range
     x = lo + (hi - lo) * x01
     sigma = UNIT_SIGMA * (hi - lo)
-    s = vae.summarize(vae.per_image(enc, dec, x, sigma, seed, 1000), 1.0, q1_vae.Config.active_threshold)
+    terms = vae.per_image(enc, dec, x, sigma, seed, 1000)
+    s = vae.summarize(terms, 1.0, q1_vae.Config.active_threshold)
     # x = lo + (hi - lo) u  =>  log p(u) = log p(x) + D log(hi - lo)
     shift = vae.PIXELS * math.log(hi - lo)
     log_p = log_likelihoods(enc, dec, x, sigma, LikelihoodConfig(samples=cfg.samples), noise)["log_p"]
     return {"active_units": s["active_units"], "kl_units_90": s["kl_units_90"], "kl_nats": s["kl_nats"],
-            "recon_mse": vae.recon_error(lambda m: dec(m), enc(x)[0], x, 1000) / (hi - lo) ** 2,
+            "recon_mse": vae.recon_error(dec, terms["mean"], x, 1000) / (hi - lo) ** 2,
             "neg_elbo": s["neg_elbo"] - shift, "log_p": log_p.mean().item() + shift,
             "log_p_se": (log_p.std() / math.sqrt(len(log_p))).item()}
+
+
+LABELS = {"q1": "Q1 (Eq. 5, [\u22121, 1])", "true_elbo": "true ELBO", "unit_range": "pixels in [0, 1]",
+          "q3": "Q3 (SparseAdam)", "q3_row_adam": "Q3 (Adam per row)"}
+
+
+def train_variants(configs: dict[str, q1_vae.Config], ctx: Context) -> dict[str, tuple]:
+    """The VAE of each variant: name -> (encoder, generator, pixel range)."""
+    models = {}
+    for name, variant in configs.items():
+        ctx.progress.note(f"training the variant {name!r}")
+        x_tr = to_float(ctx.data.train.x, *variant.pixel_range).to(ctx.device)
+        x_va = to_float(ctx.data.val.x, *variant.pixel_range).to(ctx.device)
+        fit = vae.fit(variant, ctx, x_tr, {"val": x_va}, {})
+        models[name] = (fit.encoder.eval(), fit.decoder.eval(), variant.pixel_range)
+    return models
+
+
+def rerun_q3(ctx: Context, q1: dict, z: torch.Tensor) -> q3_latent_opt.LatentFit:
+    """Q3 as before but with an exact per-row Adam for the q vectors."""
+    ctx.progress.note("training Q3 again with Adam per row (RowAdam)")
+    cfg = q3_latent_opt.SMOKE if ctx.smoke else q3_latent_opt.Config()
+    cfg = dataclasses.replace(cfg, latent_optimizer="row_adam", snapshot_epochs=(cfg.epochs,))
+    return q3_latent_opt.fit_latents(cfg, ctx, q1, to_float(ctx.data.train.x, *q1["arch"]["pixel_range"]).to(ctx.device), z)
 
 
 def run(cfg: Config, ctx: Context) -> Result:
@@ -100,45 +124,31 @@ def run(cfg: Config, ctx: Context) -> Result:
     classifier = build_cnn(**sup["arch"]).to(ctx.device)
     classifier.load_state_dict(sup["model"])
     classifier.eval()
-    base = dataclasses.replace(q1_vae.SMOKE if ctx.smoke else q1_vae.Config(), epochs=cfg.epochs)
     pick = torch.Generator().manual_seed(ctx.seed + cfg.stream)
     x01 = to_float(ctx.data.val.x[pick_per_digit(ctx.data.val.y, cfg.loglik_per_digit, pick).flatten()], 0.0, 1.0)
-    x01 = x01.to(ctx.device)
     z = torch.randn(cfg.prior_samples, q1["arch"]["latent_dim"], generator=pick).to(ctx.device)
-    z[:len(q2["z"])] = q2["z"].to(ctx.device)  # the first ten are Q2's, so the grid matches Fig. Q2
-    models = {"q1": (*vae.restore(q1, ctx.device), tuple(q1["arch"]["pixel_range"]))}
-    for name, variant in variants(base).items():
-        ctx.progress.note(f"training the variant {name!r}")
-        x_tr = to_float(ctx.data.train.x, *variant.pixel_range).to(ctx.device)
-        x_va = to_float(ctx.data.val.x, *variant.pixel_range).to(ctx.device)
-        fit = vae.fit(variant, ctx, x_tr, {"val": x_va}, {})
-        models[name] = (fit.encoder.eval(), fit.decoder.eval(), variant.pixel_range)
-    ctx.progress.note("training Q3 again with Adam per row (RowAdam)")
-    q3_cfg = q3_latent_opt.SMOKE if ctx.smoke else q3_latent_opt.Config()
-    exact = q3_latent_opt.fit_latents(
-        dataclasses.replace(q3_cfg, latent_optimizer="row_adam", snapshot_epochs=(q3_cfg.epochs,)), ctx, q1,
-        to_float(ctx.data.train.x, *q1["arch"]["pixel_range"]).to(ctx.device), z[:len(q2["z"])])
+    z[:len(q2["z"])] = q2["z"].to(ctx.device)  # the first ten are Q2's, so the grid matches Q2's figure
+    configs = variants(dataclasses.replace(q1_vae.SMOKE if ctx.smoke else q1_vae.Config(), epochs=cfg.epochs))
+    models = {"q1": (*vae.restore(q1, ctx.device), tuple(q1["arch"]["pixel_range"])), **train_variants(configs, ctx)}
+    exact = rerun_q3(ctx, q1, z[:len(q2["z"])])
+    generators = {**{name: (dec, rng) for name, (_, dec, rng) in models.items()},
+                  "q3": (vae.restore_decoder(q3["arch"], q3["decoder"], ctx.device), tuple(q3["arch"]["pixel_range"])),
+                  "q3_row_adam": (exact.decoder.eval(), tuple(q1["arch"]["pixel_range"]))}
     noise = torch.Generator().manual_seed(ctx.seed + cfg.stream + 1)
-    metrics = {"models": {},
-               "q3_row_adam": {"recon_error": exact.recon_error[-1], "neg_elbo": exact.history["neg_elbo"][-1],
-                               "kl_nats": exact.history["kl_nats"][-1], "moved_rms": exact.moved_rms}, "unit_sigma": UNIT_SIGMA, "images": len(x01), "samples": cfg.samples,
-               "prior_samples": cfg.prior_samples, "confident": cfg.confident,
-               "kl_weights": {name: v.kl_weight for name, v in variants(base).items()},
-               "betas": {name: vae.effective_kl_weight(v.sigma_p, v.latent_dim, v.kl_weight)
-                         for name, v in variants(base).items()}}
-    rows = {}
-    decoders = {**{name: (dec, rng) for name, (_, dec, rng) in models.items()},
-                "q3": (vae.restore_decoder(q3["arch"], q3["decoder"], ctx.device), tuple(q3["arch"]["pixel_range"])),
-                "q3_row_adam": (exact.decoder.eval(), tuple(q1["arch"]["pixel_range"]))}
-    for name, (dec, (lo, hi)) in decoders.items():
+    judged, rows = {}, []
+    for name, (dec, (lo, hi)) in generators.items():
         with torch.no_grad():
-            images01 = ((dec(z) - lo) / (hi - lo)).clamp(0, 1)
-        rows[name] = images01[:len(q2["z"]), 0].cpu()
-        metrics["models"][name] = classify(classifier, images01, cfg.confident)
+            images01 = ((dec(z) - lo) / (hi - lo)).clamp(0, 1)  # (S, 1, 28, 28)
+        rows.append(images01[:len(q2["z"]), 0].cpu().numpy())
+        judged[name] = classify(classifier, images01, cfg.confident)
         if name in models:
-            metrics["models"][name].update(assess(models[name][0], dec, (lo, hi), x01, cfg, ctx.seed + 1, noise))
-    labels = {"q1": "Q1 (Eq. 5)", "true_elbo": "true ELBO", "unit_range": "pixels in [0, 1]", "q3": "Q3 (SparseAdam)",
-              "q3_row_adam": "Q3 (Adam per row)"}
-    grid = DigitGrid(to_unit_range(torch.stack(list(rows.values())), 0.0, 1.0), tuple(labels[k] for k in rows),
-                     tuple(f"z{i + 1}" for i in range(len(q2["z"]))))
+            judged[name].update(assess(models[name][0], dec, (lo, hi), x01.to(ctx.device), cfg, ctx.seed + 1, noise))
+    betas = {name: vae.effective_kl_weight(v.sigma_p, v.latent_dim, v.kl_weight) for name, v in configs.items()}
+    metrics = {"models": judged, "labels": {name: LABELS[name] for name in generators}, "betas": betas,
+               "kl_weights": {name: v.kl_weight for name, v in configs.items()},
+               "q3_row_adam": {"recon_error": exact.recon_error[-1], "neg_elbo": exact.history["neg_elbo"][-1],
+                               "kl_nats": exact.history["kl_nats"][-1], "moved_rms": exact.moved_rms},
+               "unit_sigma": UNIT_SIGMA, "images": len(x01), "samples": cfg.samples,
+               "prior_samples": cfg.prior_samples, "confident": cfg.confident}
+    grid = DigitGrid(np.stack(rows), tuple(LABELS[name] for name in generators), tuple(f"z{i + 1}" for i in range(len(q2["z"]))))
     return Result(metrics, {"samples": grid})

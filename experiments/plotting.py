@@ -6,7 +6,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402,F401  (for the modules)
 import torch  # noqa: E402
 
 STYLE = {
@@ -21,7 +20,7 @@ STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "lines.linewidth": 1.2,
-    "lines.markersize": 3,
+    "lines.markersize": 2.5,
     "svg.fonttype": "path",
     "svg.hashsalt": "vi-mnist",
     "axes.unicode_minus": True,
@@ -39,12 +38,11 @@ def new_figure(ncols: int = 1, width_in: float = 3.2, height_in: float = 2.0):
     return fig, list(axes[0])
 
 
-def plot_curves(ax, series: dict[str, list[float]], xlabel: str = "epoch", ylabel: str = "", x=None) -> None:
-    """One line per named series against epochs 1..n (or the given x); a legend when there are several."""
+def plot_curves(ax, series: dict[str, list[float]], ylabel: str) -> None:
+    """One line per named series against epochs 1..n; a legend when there are several."""
     for i, (label, values) in enumerate(series.items()):
-        xs = x if x is not None else np.arange(1, len(values) + 1)
-        ax.plot(xs, values, marker=MARKERS[i % 4], linestyle=LINES[i % 4], markersize=2.5, label=label)
-    ax.set_xlabel(xlabel)
+        ax.plot(np.arange(1, len(values) + 1), values, marker=MARKERS[i % 4], linestyle=LINES[i % 4], label=label)
+    ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, linewidth=0.5)
     if len(series) > 1:

@@ -94,16 +94,13 @@ def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
 
 
+def effective_sample_size(log_w: torch.Tensor) -> torch.Tensor:
+    """(sum_i w_i)^2 / sum_i w_i^2 over dim 0, in log space; (B,). M for equal weights, 1 when one dominates."""
+    return torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0))
+
+
 def log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
-    """Delta-method standard error of ``log_mean_exp`` over dim 0: sqrt((M sum_i w~_i^2 - 1) / M), (B,).
-
-    w~ are the self-normalised weights; sum_i w~_i^2 = exp(logsumexp(2 log w) - 2 logsumexp(log w)).
-    """
+    """Delta-method standard error of ``log_mean_exp`` over dim 0, (B,): sd(w) / (sqrt(M) mean(w)),
+    which is sqrt((M / ESS - 1) / M) with ESS the effective sample size."""
     m = log_w.shape[0]
-    sum_sq = torch.exp(torch.logsumexp(2 * log_w, 0) - 2 * torch.logsumexp(log_w, 0))
-    return torch.sqrt((m * sum_sq - 1).clamp(min=0) / m)
-
-
-def importance_log_likelihood(x, mean, logvar, decode, sigma_p, samples=1000, chunk=250, generator=None) -> torch.Tensor:
-    """log p(x) by importance sampling with proposal q_x (Eq. 9); shape (B,). Arguments as above."""
-    return log_mean_exp(importance_log_weights(x, mean, logvar, decode, sigma_p, samples, chunk, generator))
+    return torch.sqrt((m / effective_sample_size(log_w) - 1).clamp(min=0) / m)

@@ -29,10 +29,10 @@ from torch import nn
 
 from . import vae
 from .contract import Context, DigitGrid, Result
-from .data import batches, to_float
+from .data import to_float
 from .models import Decoder
 from .plotting import to_unit_range
-from .prob import brief_loss, isotropic_gaussian_log_prob, kl_to_standard_normal, reparameterize
+from .prob import kl_to_standard_normal, negative_elbo, reparameterize
 from .runtime import map_batches
 
 SECTION = "q3"
@@ -45,7 +45,7 @@ class Config:
     epochs: int = 30  # passes over the training subset, as in Q1
     batch_size: int = 128  # images per step, as in Q1
     lr_decoder: float = 1e-3  # Adam for the generator (section 3.2)
-    lr_latents: float = 1e-2  # Adam for the q vectors: 10x, as each row moves once per epoch (section 3.2)
+    lr_latents: float = 1e-2  # for the q vectors: 10x, as each row moves once per epoch (section 3.2)
     latent_optimizer: str = "sparse_adam"  # torch.optim.SparseAdam (lazy Adam), or "row_adam": Adam per row
     snapshot_epochs: tuple[int, ...] = (1, 5, 10, 20, 30)  # epochs whose reconstructions and samples are kept
     eval_batch: int = 1000  # images per forward pass when evaluating
@@ -114,27 +114,6 @@ def make_optimizers(dec: nn.Module, table: LatentTable, cfg: Config):
             latent_adam(list(table.parameters()), lr=cfg.lr_latents))
 
 
-def train_epoch(dec, table, optimizers, x, cfg: Config, kl_weight: float, generator, report) -> float:
-    """One pass in shuffled batches with Eq. 6's loss; returns the mean loss."""
-    dec.train()
-    order = batches(len(x), cfg.batch_size, generator)
-    total = 0.0
-    for i, idx in enumerate(order, 1):
-        idx = idx.to(x.device)
-        mean, logvar = table(idx)
-        x_mean = dec(reparameterize(mean, logvar))  # (B, 1, 28, 28)
-        mse, kl = brief_loss(x[idx].flatten(1), x_mean.flatten(1), mean, logvar)
-        loss = mse + kl_weight * kl
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in optimizers:
-            opt.step()
-        total += loss.item() * len(idx)
-        report(i, len(order), loss.item())
-    return total / len(x)
-
-
 @torch.no_grad()
 def evaluate(dec: Decoder, table: LatentTable, x: torch.Tensor, idx: torch.Tensor, sigma_p: float, seed: int,
              batch_size: int) -> dict:
@@ -143,9 +122,8 @@ def evaluate(dec: Decoder, table: LatentTable, x: torch.Tensor, idx: torch.Tenso
     mean, logvar = table(idx)  # (n, d)
     eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
     x_mean = map_batches(dec, reparameterize(mean, logvar, eps), batch_size=batch_size).flatten(1)
-    kl = kl_to_standard_normal(mean, logvar).sum(1)  # (n,)
-    neg_elbo = -isotropic_gaussian_log_prob(x[idx].flatten(1), x_mean, sigma_p) + kl
-    return {"neg_elbo": neg_elbo.mean().item(), "kl_nats": kl.mean().item()}
+    neg_elbo = negative_elbo(x[idx].flatten(1), x_mean, mean, logvar, sigma_p)  # (n,)
+    return {"neg_elbo": neg_elbo.mean().item(), "kl_nats": kl_to_standard_normal(mean, logvar).sum(1).mean().item()}
 
 
 def aggregate_fit(mean: torch.Tensor, logvar: torch.Tensor) -> dict:
@@ -190,7 +168,9 @@ def fit_latents(cfg: Config, ctx: Context, q1: dict, x: torch.Tensor, z_prior: t
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         report = lambda i, n, loss: ctx.progress.update(epoch, cfg.epochs, i, n, loss)  # noqa: E731
-        hist["train_loss_running"].append(train_epoch(dec, table, optimizers, x, cfg, kl_weight, order, report))
+        codes = lambda idx, xb: table(idx)  # noqa: E731
+        hist["train_loss_running"].append(
+            vae.train_epoch(codes, dec, optimizers, x, cfg.batch_size, kl_weight, order, report))
         for key, value in evaluate(dec, table, x, subset, sigma_p, ctx.seed + 1, cfg.eval_batch).items():
             hist[key].append(value)
         if epoch in cfg.snapshot_epochs:

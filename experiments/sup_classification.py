@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from torch import nn
 
 from .contract import Context, Result
 from .data import batches, to_float
-from .plotting import FormatStrFormatter, LogLocator, NullFormatter, new_figure, plot_curves
+from .plotting import new_figure, plot_curves
 from .runtime import map_batches
 
 SECTION = "sup"

@@ -18,7 +18,7 @@ import torch
 
 from .data import batches
 from .models import Decoder, Encoder
-from .prob import brief_loss, isotropic_gaussian_log_prob, kl_to_standard_normal, reparameterize
+from .prob import brief_loss, kl_to_standard_normal, negative_elbo, reparameterize
 from .runtime import map_batches
 
 PIXELS = 28 * 28  # D
@@ -45,21 +45,28 @@ def arch(cfg) -> dict:
     return {"latent_dim": cfg.latent_dim, "channels": cfg.channels, "pixel_range": list(cfg.pixel_range)}
 
 
-def train_epoch(enc, dec, opt, x: torch.Tensor, cfg, generator: torch.Generator, report: Callable) -> float:
-    """One pass over x (N, 1, 28, 28) in shuffled batches; a new eps per image per step; mean loss."""
-    enc.train()
+def train_epoch(codes: Callable, dec, optimizers, x: torch.Tensor, batch_size: int, kl_weight: float,
+                generator: torch.Generator, report: Callable) -> float:
+    """One pass over x (N, 1, 28, 28) in shuffled batches with the loss of Eq. 5 (Eq. 6 in Q3); mean loss.
+
+    codes(idx, xb) gives the batch's (mu, r), each (B, d): the encoder S(xb) in Q1, the q vectors of
+    images idx in Q3. A new eps is drawn for every image at every step.
+    """
     dec.train()
-    order = batches(len(x), cfg.batch_size, generator)
+    order = batches(len(x), batch_size, generator)
     total = 0.0
     for i, idx in enumerate(order, 1):
-        xb = x[idx.to(x.device)]  # (B, 1, 28, 28)
-        mean, logvar = enc(xb)  # (B, d) each
+        idx = idx.to(x.device)
+        xb = x[idx]  # (B, 1, 28, 28)
+        mean, logvar = codes(idx, xb)  # (B, d) each
         x_mean = dec(reparameterize(mean, logvar))  # (B, 1, 28, 28)
         mse, kl = brief_loss(xb.flatten(1), x_mean.flatten(1), mean, logvar)
-        loss = mse + cfg.kl_weight * kl
-        opt.zero_grad(set_to_none=True)
+        loss = mse + kl_weight * kl
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        for opt in optimizers:
+            opt.step()
         total += loss.item() * len(idx)
         report(i, len(order), loss.item())
     return total / len(x)
@@ -76,11 +83,10 @@ def per_image(enc, dec, x: torch.Tensor, sigma_p: float, seed: int, batch_size: 
         mean, logvar = enc(xb)
         xf, x_mean = xb.flatten(1), dec(reparameterize(mean, logvar, eb)).flatten(1)  # (B, D)
         kl = kl_to_standard_normal(mean, logvar)  # (B, d)
-        nll = -isotropic_gaussian_log_prob(xf, x_mean, sigma_p)  # -log p(x|z), (B,)
-        return ((xf - x_mean) ** 2).mean(1), kl, nll, mean
+        return ((xf - x_mean) ** 2).mean(1), kl, negative_elbo(xf, x_mean, mean, logvar, sigma_p), mean
 
-    mse, kl, nll, mean = map_batches(terms, x, eps, batch_size=batch_size)
-    return {"mse": mse, "kl": kl.mean(1), "kl_nats": kl.sum(1), "kl_dims": kl, "neg_elbo": nll + kl.sum(1), "mean": mean}
+    mse, kl, neg_elbo, mean = map_batches(terms, x, eps, batch_size=batch_size)
+    return {"mse": mse, "kl": kl.mean(1), "kl_nats": kl.sum(1), "kl_dims": kl, "neg_elbo": neg_elbo, "mean": mean}
 
 
 def summarize(terms: dict[str, torch.Tensor], kl_weight: float, threshold: float) -> dict[str, float]:
@@ -144,7 +150,9 @@ def fit(cfg, ctx, x_train: torch.Tensor, evals: dict[str, torch.Tensor], shown: 
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         report = lambda i, n, loss: ctx.progress.update(epoch, cfg.epochs, i, n, loss)  # noqa: E731
-        history["train_loss_running"].append(train_epoch(enc, dec, opt, x_train, cfg, generator, report))
+        codes = lambda idx, xb: enc.train()(xb)  # noqa: E731
+        history["train_loss_running"].append(
+            train_epoch(codes, dec, [opt], x_train, cfg.batch_size, cfg.kl_weight, generator, report))
         for name, x in evals.items():
             terms = per_image(enc, dec, x, cfg.sigma_p, ctx.seed + 1, cfg.eval_batch)
             history[name].append(summarize(terms, cfg.kl_weight, cfg.active_threshold))

@@ -6,3 +6,5 @@ weasyprint, ziamath); the experiments never import it.
 AI-written code (brief, section 4.1.1): every module of this package was written by an AI coding
 assistant (Claude, by Anthropic); the report's section "Use of AI tools" says how.
 """
+
+SECTIONS = ("sup", "q1", "q2", "q3", "q4", "extra")  # the report's order; each has experiments/<module>.py

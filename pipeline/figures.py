@@ -17,7 +17,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.contract import DigitGrid  # noqa: E402
-from experiments import plotting  # noqa: E402,F401  (sets the report style)
 
 SCALE = 4  # output pixels per MNIST pixel
 GAP = 4  # white output pixels between neighbouring digits

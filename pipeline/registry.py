@@ -84,10 +84,6 @@ class Registry:
         atomic_write(self.path, payload)
         self.data = data
 
-    def put(self, name: str, entry: dict[str, Any], provenance: dict[str, Any]) -> None:
-        """Replace one section's entry and the provenance, and write the file atomically."""
-        self.write(*self.prepare(name, entry, provenance))
-
     def put_meta(self, key: str, value: Any) -> None:
         """Set a top-level record (such as the wall time of the last full run) and write the file."""
         data = {**self.data, key: value}

@@ -28,13 +28,13 @@ from experiments import data as mnist
 from experiments.contract import Context
 from experiments.runtime import Progress, seed_everything
 
+from . import SECTIONS  # noqa: F401  (the order in which sections run)
 from .cache import ROOT, CacheKey, code_files, jsonable_config, make_key, stale_reasons
 from .checkpoints import CheckpointError, CheckpointStore
 from .figures import encode_figure
 from .interrupts import critical
-from .registry import Registry, atomic_write, lookup
+from .registry import Registry, atomic_write
 
-SECTIONS = ("sup", "q1", "q2", "q3", "q4", "extra")
 MODULES = {
     "sup": "experiments.sup_classification",
     "q1": "experiments.q1_vae",
@@ -104,6 +104,7 @@ class Runner:
         self.registry = Registry(opts.out / "results.json")
         self.store = CheckpointStore(opts.checkpoints)
         self.git = git_state()
+        self.env = environment(opts)
         self._splits: mnist.Splits | None = None
         self._code: dict[str, dict[str, str]] = {}  # section -> hashes of the code this process imported
         self._artifacts: dict[str, dict] = {}
@@ -132,7 +133,7 @@ class Runner:
         data = {"md5": dict(mnist.RAW_MD5), "split": dataclasses.asdict(self.opts.split), "seed": self.opts.seed}
         # an upstream section counts by what decided it (its key) and by what it produced (its checkpoint)
         upstream = {u: [self.key(u).digest, self.output(u)] for u in module.REQUIRES}
-        return make_key(config, self._code[name], data, environment(self.opts), upstream)
+        return make_key(config, self._code[name], data, self.env, upstream)
 
     def output(self, name: str) -> str | None:
         """The SHA-256 of a section's recorded checkpoint (None before it has one)."""
@@ -210,14 +211,12 @@ class Runner:
             figures[fig_name] = {**record, "file": f"figures/{record['file']}", "module": source}
         payload, checkpoint = self.store.encode(name, key.digest, result.artifacts) if result.artifacts else (None, None)
         provenance = self.provenance()
-        metric, label = module.HEADLINE
         entry = {
-            "title": module.TITLE, "headline": {"metric": metric, "label": label, "value": lookup(result.metrics, metric)},
-            "module": source, "metrics": result.metrics, "figures": figures,
+            "title": module.TITLE, "module": source, "metrics": result.metrics, "figures": figures,
             "config": jsonable_config(cfg), "seed": self.opts.seed, "smoke": self.opts.smoke,
             "wall_time_s": wall, "finished_at": provenance["time"], "cache_key": key.digest,
             "key_parts": key.parts, "code_files": key.files, "checkpoint": checkpoint,
-            "env": environment(self.opts), "provenance": provenance,
+            "env": self.env, "provenance": provenance,
         }
         registry = self.registry.prepare(name, entry, provenance)
         for path, data in files.items():
@@ -230,8 +229,7 @@ class Runner:
     def provenance(self) -> dict[str, Any]:
         splits = self.splits()
         return {
-            **self.git, **environment(self.opts), "device_name": device_name(self.opts.device),
-            "platform": platform.platform(), "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **self.git, **self.env, "platform": platform.platform(), "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "seed": self.opts.seed, "data_md5": splits.md5, "split_spec": dataclasses.asdict(splits.spec),
             "split_sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         }

@@ -91,4 +91,4 @@ def test_list_without_results(tmp_path):
     result = invoke("--list", "--out", str(tmp_path))
     assert result.exit_code == 0
     rows = [line.split()[0:2] for line in result.output.splitlines()[1:] if line and not line.startswith(" ")]
-    assert rows == [[name, "none"] for name in reproduce.SECTION_NAMES]
+    assert rows == [[name, "none"] for name in reproduce.SECTIONS]

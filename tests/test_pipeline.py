@@ -34,7 +34,7 @@ def test_smoke_run_writes_report_registry_and_figures(first_run):
     out, result = first_run
     assert (out / "report.pdf").read_bytes().startswith(b"%PDF") and (out / "supplement.pdf").exists()
     reg = registry(out)
-    assert set(reg["sections"]) == set(reproduce.SECTION_NAMES)
+    assert set(reg["sections"]) == set(reproduce.SECTIONS)
     for entry in reg["sections"].values():
         assert entry["smoke"] and entry["seed"] == 0 and entry["wall_time_s"] > 0
         for fig in entry["figures"].values():
@@ -67,7 +67,7 @@ def test_second_run_reuses_every_fresh_section(copied, tiny_data):
     before = registry(copied)["sections"]
     result = smoke(tiny_data, copied, "--all")
     assert result.exit_code == 0, result.output
-    assert all(f"[{name}] fresh" in result.output for name in reproduce.SECTION_NAMES)
+    assert all(f"[{name}] fresh" in result.output for name in reproduce.SECTIONS)
     assert registry(copied)["sections"] == before
 
 
@@ -102,7 +102,7 @@ def test_code_change_is_named(copied, tiny_data):
     entry["code_files"]["experiments/q2_sampling.py"] = "0" * 64
     entry["key_parts"]["code"] = "changed"
     entry["cache_key"] = "changed"
-    reg.put("q2", entry, reg.data["provenance"])
+    reg.write(*reg.prepare("q2", entry, reg.data["provenance"]))
     opts = Options(out=copied, checkpoints=copied.parent / "report-ckpt", data_dir=tiny_data,
                    device=torch.device("cpu"), seed=0, threads=torch.get_num_threads(), smoke=True)
     assert Runner(opts).status("q2") == ["code changed: experiments/q2_sampling.py"]
@@ -146,7 +146,7 @@ def test_two_runs_give_identical_numbers(first_run, tiny_data, tmp_path):
     result = smoke(tiny_data, tmp_path / "again", "--all")
     assert result.exit_code == 0, result.output
     first, second = registry(first_run[0])["sections"], registry(tmp_path / "again")["sections"]
-    for name in reproduce.SECTION_NAMES:
+    for name in reproduce.SECTIONS:
         assert without_timing(first[name]) == without_timing(second[name]), name
 
 
@@ -168,7 +168,7 @@ def test_verify_fails_on_a_changed_number(copied, tiny_data):
     reg = Registry(copied / "results.json")
     entry = reg.entry("sup")
     entry["metrics"]["test_acc"] += 0.01
-    reg.put("sup", entry, reg.data["provenance"])
+    reg.write(*reg.prepare("sup", entry, reg.data["provenance"]))
     result = smoke(tiny_data, copied, "--verify", "--only", "sup")
     assert result.exit_code == 1
     assert any(line.startswith("sup.test_acc") and line.endswith("FAIL") for line in result.output.splitlines())

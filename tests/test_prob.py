@@ -55,6 +55,15 @@ def test_kl_matches_monte_carlo(g):
     assert torch.all((mc - prob.kl_to_standard_normal(mu, r)).abs() < 4 * se + 1e-12)
 
 
+def test_negative_elbo_matches_torch(g):
+    """-ELBO with one z = -log N(x; G(z), sigma_p^2 I) + KL(q || p), both from torch.distributions."""
+    x, x_mean = torch.randn(3, 784, generator=g, dtype=torch.float64), torch.randn(3, 784, generator=g, dtype=torch.float64)
+    mu, r = torch.randn(3, 7, generator=g, dtype=torch.float64), torch.randn(3, 7, generator=g, dtype=torch.float64)
+    kl = kl_divergence(Normal(mu, torch.exp(0.5 * r)), Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
+    ref = -Normal(x_mean, 0.4).log_prob(x).sum(-1) + kl
+    torch.testing.assert_close(prob.negative_elbo(x, x_mean, mu, r, 0.4), ref, atol=1e-5, rtol=0)
+
+
 def test_brief_eq7_is_not_the_kl():
     """The brief's Eq. 7, mu^2 + sigma^2 - log sigma - 1, is 2 KL + log sigma, not the KL."""
     mu, sigma = torch.tensor(0.3, dtype=torch.float64), torch.tensor(1.7, dtype=torch.float64)
@@ -140,6 +149,14 @@ def test_log_mean_exp_is_stable_for_tiny_probabilities():
     log_w = torch.tensor([[-2000.0], [-2001.0], [-2002.0]], dtype=torch.float64)
     expected = -2000 + math.log((1 + math.exp(-1) + math.exp(-2)) / 3)
     assert prob.log_mean_exp(log_w).item() == pytest.approx(expected, abs=1e-9)
+
+
+def test_effective_sample_size_of_equal_and_of_one_dominant_weight():
+    """ESS is M for equal weights and 1 when one weight is e^50 times the others."""
+    equal = torch.zeros(8, 1, dtype=torch.float64)
+    dominant = torch.tensor([[50.0]] + [[0.0]] * 7, dtype=torch.float64)
+    assert prob.effective_sample_size(equal).item() == pytest.approx(8)
+    assert prob.effective_sample_size(dominant).item() == pytest.approx(1, abs=1e-12)
 
 
 def test_log_mean_exp_se_matches_the_spread_of_repeated_estimates(g):

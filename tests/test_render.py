@@ -18,7 +18,7 @@ from pipeline import render
 from pipeline.runner import section_module
 
 ROOT = Path(__file__).resolve().parent.parent
-TITLES = {name: section_module(name).TITLE for name in reproduce.SECTION_NAMES}
+TITLES = {name: section_module(name).TITLE for name in reproduce.SECTIONS}
 
 
 def inflate(stream: bytes) -> bytes:
