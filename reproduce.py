@@ -142,8 +142,9 @@ def execute(opts, selected: list[str], full: bool) -> None:
     except (DataError, RegistryError) as err:
         raise click.ClickException(str(err)) from None
     if full and len(runner.executed) == len(SECTIONS):
+        prov = runner.provenance()
         runner.registry.put_meta("full_run", {"wall_time_s": time.perf_counter() - start,
-                                              "finished_at": runner.provenance()["time"]})
+                                              "finished_at": prov["time"], "commit": prov["commit"]})
 
 
 def render(opts) -> None:
