@@ -26,7 +26,6 @@ class DigitGrid:
     images: np.ndarray
     row_labels: tuple[str, ...]
     col_labels: tuple[str, ...] = ()
-    caption: str = ""
 
 
 @dataclass

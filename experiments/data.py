@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +24,10 @@ RAW_MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 DATA_ENV = "MNIST_DATA_DIR"
-DEFAULT_DATA_DIR = "data"
 
 
 class DataError(RuntimeError):
     """The data set is missing, unreadable or altered; the message is one line and says what to do."""
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get(DATA_ENV, DEFAULT_DATA_DIR))
 
 
 def md5(path: Path) -> str:

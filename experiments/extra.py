@@ -19,7 +19,6 @@ Rerun: ``python reproduce.py --only extra`` (needs sup, Q1, Q2 and Q3)
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,13 +85,10 @@ def assess(enc, dec, pixel_range, x01: torch.Tensor, cfg: Config, seed: int, noi
     sigma = UNIT_SIGMA * (hi - lo)
     terms = vae.per_image(enc, dec, x, sigma, seed, 1000)
     s = vae.summarize(terms, 1.0, q1_vae.Config.active_threshold)
-    # x = lo + (hi - lo) u  =>  log p(u) = log p(x) + D log(hi - lo)
-    shift = vae.PIXELS * math.log(hi - lo)
     log_p = log_likelihoods(enc, dec, x, sigma, LikelihoodConfig(samples=cfg.samples), noise)["log_p"]
     return {"active_units": s["active_units"], "kl_units_90": s["kl_units_90"], "kl_nats": s["kl_nats"],
             "recon_mse": vae.recon_error(dec, terms["mean"], x, 1000) / (hi - lo) ** 2,
-            "neg_elbo": s["neg_elbo"] - shift, "log_p": log_p.mean().item() + shift,
-            "log_p_se": (log_p.std() / math.sqrt(len(log_p))).item()}
+            "log_p": log_p.mean().item() + vae.density_shift(pixel_range)}
 
 
 LABELS = {"q1": "Q1 (Eq. 5, [\u22121, 1])", "true_elbo": "true ELBO", "unit_range": "pixels in [0, 1]",

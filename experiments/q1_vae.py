@@ -74,7 +74,6 @@ def overfit_numbers(train: dict[str, list], val: dict[str, list], window: int = 
         "gap_jitter": float(np.std(np.diff(gap))) if len(gap) > 2 else 0.0,
         "gap_growth": gap[-1] - gap[0],
         "gap_growth_relative": (gap[-1] - gap[0]) / abs(val["neg_elbo"][-1]),
-        "val_best_epoch": int(np.argmin(val["neg_elbo"])) + 1,
         "trend_window": w,
         "val_trend": trend(val["neg_elbo"]),
         "train_trend": trend(train["neg_elbo"]),
@@ -85,15 +84,14 @@ def overfit_numbers(train: dict[str, list], val: dict[str, list], window: int = 
 def scaling_numbers(cfg: Config) -> dict:
     """What the brief's aggregation is relative to the true ELBO, and how the pixel scale enters."""
     lo, hi = cfg.pixel_range
-    beta = vae.effective_kl_weight(cfg.sigma_p, cfg.latent_dim, cfg.kl_weight)
+    # loss = ||x - G||^2 / (2 s^2) + KL up to scale, with s^2 = D / (2 d kl_weight)
+    sigma = math.sqrt(vae.PIXELS / (2 * cfg.latent_dim * cfg.kl_weight))
     return {
         "pixels": vae.PIXELS,
-        "effective_kl_weight": beta,
-        # loss = ||x - G||^2 / (2 s^2) + KL up to scale, with s^2 = D / (2 d kl_weight)
-        "effective_sigma": math.sqrt(vae.PIXELS / (2 * cfg.latent_dim * cfg.kl_weight)),
-        "effective_sigma_unit_range": math.sqrt(vae.PIXELS / (2 * cfg.latent_dim * cfg.kl_weight)) / (hi - lo),
-        # x = lo + (hi - lo) u  =>  log p(u) = log p(x) + D log(hi - lo)
-        "density_shift_unit_range": vae.PIXELS * math.log(hi - lo),
+        "effective_kl_weight": vae.effective_kl_weight(cfg.sigma_p, cfg.latent_dim, cfg.kl_weight),
+        "effective_sigma": sigma,
+        "effective_sigma_unit_range": sigma / (hi - lo),
+        "density_shift_unit_range": vae.density_shift(cfg.pixel_range),
     }
 
 

@@ -59,7 +59,6 @@ def run(cfg: Config, ctx: Context) -> Result:
     metrics = {
         "epochs": epochs,
         "z_norms": z.norm(dim=1).tolist(),
-        "mean_ink": [float(im.mean()) for im in images],
         "ink_change": change,
         "ink_change_last": change[-1] if change else 0.0,
         "ink_change_per_epoch": per_epoch,

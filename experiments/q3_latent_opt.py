@@ -32,7 +32,6 @@ from .contract import Context, DigitGrid, Result
 from .data import to_float
 from .models import Decoder
 from .plotting import to_unit_range
-from .prob import kl_to_standard_normal, negative_elbo, reparameterize
 from .runtime import map_batches
 
 SECTION = "q3"
@@ -118,12 +117,8 @@ def make_optimizers(dec: nn.Module, table: LatentTable, cfg: Config):
 def evaluate(dec: Decoder, table: LatentTable, x: torch.Tensor, idx: torch.Tensor, sigma_p: float, seed: int,
              batch_size: int) -> dict:
     """-ELBO and KL in nats per image over the images ``idx`` of x, one z each with noise fixed by ``seed``."""
-    dec.eval()
-    mean, logvar = table(idx)  # (n, d)
-    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)
-    x_mean = map_batches(dec, reparameterize(mean, logvar, eps), batch_size=batch_size).flatten(1)
-    neg_elbo = negative_elbo(x[idx].flatten(1), x_mean, mean, logvar, sigma_p)  # (n,)
-    return {"neg_elbo": neg_elbo.mean().item(), "kl_nats": kl_to_standard_normal(mean, logvar).sum(1).mean().item()}
+    terms = vae.elbo_terms(dec, x[idx], *table(idx), sigma_p, seed, batch_size)
+    return {"neg_elbo": terms["neg_elbo"].mean().item(), "kl_nats": terms["kl_nats"].mean().item()}
 
 
 def aggregate_fit(mean: torch.Tensor, logvar: torch.Tensor) -> dict:
@@ -190,14 +185,13 @@ def run(cfg: Config, ctx: Context) -> Result:
     q1, q2 = ctx.require("q1"), ctx.require("q2")
     x = to_float(ctx.data.train.x, *q1["arch"]["pixel_range"]).to(ctx.device)
     fit = fit_latents(cfg, ctx, q1, x, q2["z"].to(ctx.device))
-    enc, _ = vae.restore(q1, ctx.device)
-    q1_codes = map_batches(enc, x, batch_size=cfg.eval_batch)  # (mu, logvar) of every training image
+    q1_codes = map_batches(vae.restore_encoder(q1, ctx.device), x, batch_size=cfg.eval_batch)  # (mu, logvar) of every training image
     table = fit.table
     metrics = {
         **fit.history, "snapshot_epochs": list(cfg.snapshot_epochs), "recon_error": fit.recon_error,
         "latent_stats": {"q3": aggregate_fit(table.mean.weight.detach(), table.logvar.weight.detach()),
                          "q1": aggregate_fit(*q1_codes)},
-        "moved_rms": fit.moved_rms, "latent_dim": q1["arch"]["latent_dim"],
+        "moved_rms": fit.moved_rms,
         "timing": {"epoch_s": fit.epoch_s, "mean_epoch_s": sum(fit.epoch_s) / len(fit.epoch_s)},
     }
     originals = x[q1["shown_train"].to(ctx.device)].cpu()

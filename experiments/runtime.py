@@ -10,12 +10,11 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch from one integer; return a CPU generator for data order."""
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch from one integer (the global generators)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def configure_determinism(threads: int) -> None:

@@ -149,7 +149,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         **hist, "test_loss": test_loss, "test_acc": test_acc,
         "best_val_loss_epoch": best + 1, "val_loss_rise_after_best": hist["val_loss"][-1] - hist["val_loss"][best],
         "layers": describe(net), "params": sum(p.numel() for p in net.parameters()),
-        "steps": steps, "timing": {"epoch_s": epoch_s, "train_s": sum(epoch_s)},
+        "steps": steps, "timing": {"epoch_s": epoch_s},
     }
     return Result(metrics, {"curves": curves_figure(hist)}, {"arch": arch, "model": net.state_dict()})
 

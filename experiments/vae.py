@@ -29,6 +29,13 @@ def effective_kl_weight(sigma_p: float, latent_dim: int, kl_weight: float = 1.0)
     return PIXELS / (2.0 * sigma_p ** 2 * latent_dim) * kl_weight
 
 
+def density_shift(pixel_range) -> float:
+    """log p(u) - log p(x) for pixels u = (x - lo) / (hi - lo) in [0, 1]: D log(hi - lo) nats."""
+    lo, hi = pixel_range
+    # x = lo + (hi - lo) u  =>  p(u) = p(x) (hi - lo)^D
+    return PIXELS * math.log(hi - lo)
+
+
 def output_activation(pixel_range) -> str:
     """G ends in tanh for pixels in [-1, 1], in a sigmoid for [0, 1]."""
     return {(-1.0, 1.0): "tanh", (0.0, 1.0): "sigmoid"}[tuple(pixel_range)]
@@ -73,20 +80,25 @@ def train_epoch(codes: Callable, dec, optimizers, x: torch.Tensor, batch_size: i
 
 
 @torch.no_grad()
-def per_image(enc, dec, x: torch.Tensor, sigma_p: float, seed: int, batch_size: int) -> dict[str, torch.Tensor]:
-    """Per-image terms on a split with one z per image; eps fixed by ``seed`` so epochs compare."""
-    enc.eval()
+def elbo_terms(dec, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, sigma_p: float, seed: int,
+               batch_size: int) -> dict[str, torch.Tensor]:
+    """Per-image terms of images x (N, 1, 28, 28) under q = N(mean, diag exp(logvar)), each (N, d), with
+    one z per image; eps fixed by ``seed`` so that epochs compare."""
     dec.eval()
-    eps = torch.randn(len(x), dec.linear.in_features, generator=torch.Generator().manual_seed(seed)).to(x.device)
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed)).to(x.device)  # (N, d)
+    x_mean = map_batches(dec, reparameterize(mean, logvar, eps), batch_size=batch_size).flatten(1)  # (N, D)
+    xf = x.flatten(1)
+    kl = kl_to_standard_normal(mean, logvar)  # (N, d)
+    return {"mse": ((xf - x_mean) ** 2).mean(1), "kl": kl.mean(1), "kl_nats": kl.sum(1), "kl_dims": kl,
+            "neg_elbo": negative_elbo(xf, x_mean, mean, logvar, sigma_p), "mean": mean}
 
-    def terms(xb, eb):
-        mean, logvar = enc(xb)
-        xf, x_mean = xb.flatten(1), dec(reparameterize(mean, logvar, eb)).flatten(1)  # (B, D)
-        kl = kl_to_standard_normal(mean, logvar)  # (B, d)
-        return ((xf - x_mean) ** 2).mean(1), kl, negative_elbo(xf, x_mean, mean, logvar, sigma_p), mean
 
-    mse, kl, neg_elbo, mean = map_batches(terms, x, eps, batch_size=batch_size)
-    return {"mse": mse, "kl": kl.mean(1), "kl_nats": kl.sum(1), "kl_dims": kl, "neg_elbo": neg_elbo, "mean": mean}
+@torch.no_grad()
+def per_image(enc, dec, x: torch.Tensor, sigma_p: float, seed: int, batch_size: int) -> dict[str, torch.Tensor]:
+    """``elbo_terms`` with q given by the encoder S(x)."""
+    enc.eval()
+    mean, logvar = map_batches(enc, x, batch_size=batch_size)  # (N, d) each
+    return elbo_terms(dec, x, mean, logvar, sigma_p, seed, batch_size)
 
 
 def summarize(terms: dict[str, torch.Tensor], kl_weight: float, threshold: float) -> dict[str, float]:
@@ -172,9 +184,14 @@ def fit(cfg, ctx, x_train: torch.Tensor, evals: dict[str, torch.Tensor], shown: 
 
 def restore(state: dict, device: torch.device) -> tuple[Encoder, Decoder]:
     """Rebuild Q1's final networks from its checkpoint artifacts (``arch``, ``encoder``, ``decoder``)."""
+    return restore_encoder(state, device), restore_decoder(state["arch"], state["decoder"], device)
+
+
+def restore_encoder(state: dict, device: torch.device) -> Encoder:
+    """Q1's final encoder S, in eval mode."""
     enc, _ = build(**state["arch"], device=device)
     enc.load_state_dict(state["encoder"])
-    return enc.eval(), restore_decoder(state["arch"], state["decoder"], device)
+    return enc.eval()
 
 
 def restore_decoder(arch_: dict, weights: dict, device: torch.device) -> Decoder:
