@@ -19,11 +19,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing or does not match its recorded checksum."""
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 class CheckpointStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -44,16 +39,18 @@ class CheckpointStore:
             if record is None or old.name != record["file"]:
                 old.unlink(missing_ok=True)
 
-    def check(self, record: dict[str, str] | None) -> None:
-        """Raise CheckpointError unless the recorded file exists with the recorded checksum."""
+    def check(self, record: dict[str, str] | None) -> bytes:
+        """The recorded file's bytes; CheckpointError unless it exists with the recorded checksum."""
         if record is None:
             raise CheckpointError("no checkpoint recorded")
         path = self.folder / record["file"]
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} is missing")
-        if sha256(path) != record["sha256"]:
+        payload = path.read_bytes()
+        if hashlib.sha256(payload).hexdigest() != record["sha256"]:
             raise CheckpointError(f"checkpoint {path} is corrupt (SHA-256 mismatch)")
+        return payload
 
     def load(self, record: dict[str, str] | None, device: torch.device) -> dict[str, Any]:
-        self.check(record)
-        return torch.load(self.folder / record["file"], map_location=device, weights_only=True)
+        """The checked artifacts, read from disk once."""
+        return torch.load(io.BytesIO(self.check(record)), map_location=device, weights_only=True)
