@@ -104,3 +104,51 @@ def log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
     which is sqrt((M / ESS - 1) / M) with ESS the effective sample size."""
     m = log_w.shape[0]
     return torch.sqrt((m / effective_sample_size(log_w) - 1).clamp(min=0) / m)
+
+
+# ---------------------------------------------------------------- the companion's models (peers.md)
+def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; sigmoid(logits)) summed over the last dimension; x in {0, 1}, broadcasts.
+
+    log p = x log s(l) + (1 - x) log(1 - s(l)) = x l - log(1 + e^l), written with softplus so that
+    large |logits| neither overflow nor lose precision.
+    """
+    return (x * logits - torch.nn.functional.softplus(logits)).sum(-1)
+
+
+def bernoulli_sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x ~ Bernoulli(probs) from uniforms: x = 1[u < p], u ~ U(0, 1); same shape as probs."""
+    u = torch.rand(probs.shape, generator=generator, dtype=probs.dtype).to(probs.device)
+    return (u < probs).to(probs.dtype)
+
+
+def gaussian_sample(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z ~ N(mean, diag exp(logvar)) from standard-normal draws (``reparameterize`` with fresh eps)."""
+    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+    return reparameterize(mean, logvar, eps)
+
+
+def mixture_log_prob(z: torch.Tensor, weights_logits: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
+    """log sum_k pi_k N(z; m_k, diag exp(r_k)) for z (..., d); pi = softmax(weights_logits) (K,),
+    means and logvars (K, d); result (...,)."""
+    # log p(z) = logsumexp_k [ log pi_k + log N(z; m_k, diag exp(r_k)) ]
+    log_pi = torch.log_softmax(weights_logits, -1)  # (K,)
+    per_component = diag_gaussian_log_prob(z.unsqueeze(-2), means, logvars)  # (..., K)
+    return torch.logsumexp(log_pi + per_component, -1)
+
+
+def mixture_sample(n: int, weights_logits: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """n draws from the mixture of ``mixture_log_prob``: a component k by inverting the CDF of pi at a
+    uniform, then z = m_k + sigma_k * eps; (n, d)."""
+    pi = torch.softmax(weights_logits.detach(), -1).cpu()  # (K,)
+    u = torch.rand(n, generator=generator, dtype=pi.dtype)
+    # k = the first index whose cumulative weight exceeds u (clamped against rounding at the top)
+    k = torch.searchsorted(pi.cumsum(0), u, right=True).clamp(max=len(pi) - 1).to(means.device)  # (n,)
+    return gaussian_sample(means[k], logvars[k], generator)
+
+
+def monte_carlo_kl(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, prior_log_prob: Callable) -> torch.Tensor:
+    """KL(q || p) estimated at z ~ q = N(mean, diag exp(logvar)): log q(z) - log p(z), per sample; for
+    priors without a closed-form KL (a mixture). Shapes: z, mean, logvar (..., d); result (...,)."""
+    return diag_gaussian_log_prob(z, mean, logvar) - prior_log_prob(z)

@@ -165,3 +165,62 @@ def test_log_mean_exp_se_matches_the_spread_of_repeated_estimates(g):
     estimates = prob.log_mean_exp(log_w)
     predicted = prob.log_mean_exp_se(log_w).mean()
     assert estimates.std().item() == pytest.approx(predicted.item(), rel=0.1)
+
+
+def test_bernoulli_log_prob_matches_torch(g):
+    """The Bernoulli log-mass from logits equals torch's Bernoulli log_prob, extreme logits included."""
+    logits = torch.cat([torch.randn(4, 30, generator=g, dtype=torch.float64) * 5, torch.full((1, 30), 60.0, dtype=torch.float64)])
+    x = (torch.rand(5, 30, generator=g, dtype=torch.float64) < 0.5).double()
+    ref = torch.distributions.Bernoulli(logits=logits).log_prob(x).sum(-1)
+    torch.testing.assert_close(prob.bernoulli_log_prob(x, logits), ref, atol=1e-9, rtol=0)
+
+
+def test_bernoulli_sample_has_the_right_mean(g):
+    """Bernoulli draws from uniforms have mean p within four standard errors."""
+    p = torch.tensor([0.02, 0.3, 0.5, 0.97], dtype=torch.float64)
+    x = prob.bernoulli_sample(p.expand(200_000, 4), g)
+    se = (p * (1 - p) / 200_000).sqrt()
+    assert torch.all((x.mean(0) - p).abs() < 4 * se)
+
+
+def test_gaussian_sample_has_the_right_moments(g):
+    """Diagonal-Gaussian draws have the requested mean and variance within four standard errors."""
+    mean, logvar = torch.tensor([1.0, -2.0], dtype=torch.float64), torch.tensor([0.5, -1.0], dtype=torch.float64)
+    z = prob.gaussian_sample(mean.expand(100_000, 2), logvar.expand(100_000, 2), g)
+    var = logvar.exp()
+    assert torch.all((z.mean(0) - mean).abs() < 4 * (var / 1e5).sqrt())
+    assert torch.all((z.var(0) - var).abs() < 4 * var * math.sqrt(2 / 1e5))
+
+
+def mixture(g, k=3, d=2):
+    return (torch.randn(k, generator=g, dtype=torch.float64), torch.randn(k, d, generator=g, dtype=torch.float64) * 2,
+            torch.randn(k, d, generator=g, dtype=torch.float64) * 0.5)
+
+
+def test_mixture_log_prob_matches_torch(g):
+    """The mixture-of-Gaussians log-density equals torch's MixtureSameFamily of diagonal Normals."""
+    logits, means, logvars = mixture(g)
+    ref = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=logits),
+        torch.distributions.Independent(Normal(means, torch.exp(0.5 * logvars)), 1))
+    z = torch.randn(6, 4, 2, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(prob.mixture_log_prob(z, logits, means, logvars), ref.log_prob(z), atol=1e-9, rtol=0)
+
+
+def test_mixture_sample_picks_components_by_weight(g):
+    """Mixture draws land nearest each (well separated) component with its weight, within 4 SE."""
+    logits = torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64)
+    means = torch.tensor([[-10.0, 0.0], [0.0, 10.0], [10.0, 0.0]], dtype=torch.float64)
+    z = prob.mixture_sample(60_000, logits, means, torch.full((3, 2), -2.0, dtype=torch.float64), g)
+    share = torch.bincount(torch.cdist(z, means).argmin(1), minlength=3).double() / len(z)
+    pi = torch.softmax(logits, 0)
+    assert torch.all((share - pi).abs() < 4 * (pi * (1 - pi) / len(z)).sqrt())
+
+
+def test_monte_carlo_kl_matches_the_closed_form_under_a_standard_normal_prior(g):
+    """E_q[log q - log p] with p = N(0, I) matches the closed-form KL within four standard errors."""
+    mean, logvar = torch.tensor([0.7, -1.2], dtype=torch.float64), torch.tensor([-0.5, 0.8], dtype=torch.float64)
+    z = prob.gaussian_sample(mean.expand(200_000, 2), logvar.expand(200_000, 2), g)
+    kl = prob.monte_carlo_kl(z, mean, logvar, prob.standard_normal_log_prob)
+    exact = prob.kl_to_standard_normal(mean, logvar).sum()
+    assert abs(kl.mean() - exact) < 4 * kl.std() / math.sqrt(len(z))
