@@ -85,9 +85,10 @@ class SplitSpec:
     per_class: int = 2000  # training images of each digit (brief, section 2.3: 2,000 x 10)
     n_val: int = 10000  # validation images, drawn from the rest of the official training set
     n_test: int | None = None  # test images from the official test set; None keeps all 10,000
+    n_full: int | None = None  # images of the whole training file (the companion's courses); None keeps all 60,000
 
 
-SMOKE_SPLIT = SplitSpec(per_class=50, n_val=500, n_test=500)
+SMOKE_SPLIT = SplitSpec(per_class=50, n_val=500, n_test=500, n_full=1000)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Splits:
     test: Split
     md5: dict  # raw file name -> MD5, recorded as provenance
     spec: SplitSpec = SplitSpec()
+    full_train: Split | None = None  # the whole official training file (or its first spec.n_full images)
 
 
 def make_splits(train_x, train_y, test_x, test_y, seed: int, spec: SplitSpec = SplitSpec()) -> tuple[Split, Split, Split]:
@@ -139,7 +141,8 @@ def load_splits(root: Path, seed: int, spec: SplitSpec = SplitSpec(), download: 
         raise DataError(f"torchvision could not read MNIST under {root} ({err}); delete the raw files and rerun") from None
     arrays = [a for ds in official for a in (ds.data, ds.targets)]
     train, val, test = make_splits(*arrays, seed=seed, spec=spec)
-    return Splits(train, val, test, sums, spec)
+    full = torch.arange(len(arrays[1]) if spec.n_full is None else min(spec.n_full, len(arrays[1])))
+    return Splits(train, val, test, sums, spec, Split(arrays[0][full].contiguous(), arrays[1][full].long(), full))
 
 
 def to_float(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """MNIST integrity checks and the seeded splits."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -72,3 +73,13 @@ def test_real_splits_follow_the_brief(real_data):
     assert torch.equal(torch.bincount(s.train.y, minlength=10), torch.full((10,), 2000))
     assert len(s.val) == 10_000 and len(s.test) == 10_000
     assert not set(s.train.index.tolist()) & set(s.val.index.tolist())
+
+
+def test_full_training_file_is_exposed_in_file_order(tiny_data):
+    """Splits.full_train holds the first n_full images of the training file, in file order."""
+    spec = dataclasses.replace(mnist.SMOKE_SPLIT, n_full=300)
+    splits = mnist.load_splits(tiny_data, 0, spec, download=False)
+    assert splits.full_train.index.tolist() == list(range(300))
+    inside = splits.train.index < 300  # training-subset images that also lie in the first 300
+    assert torch.equal(splits.full_train.x[splits.train.index[inside]], splits.train.x[inside])
+    assert torch.equal(splits.full_train.y[splits.train.index[inside]], splits.train.y[inside])
