@@ -165,3 +165,23 @@ def pick_per_digit(labels: torch.Tensor, k: int, generator: torch.Generator) -> 
             raise DataError(f"the split has {len(pool)} images of digit {digit}, {k} needed")
         rows.append(pool[torch.randperm(len(pool), generator=generator)[:k]])
     return torch.stack(rows)
+
+
+@dataclass(frozen=True)
+class Q1Picks:
+    """The images Q1 shows and evaluates, as positions into the splits; Q3 uses the same ones."""
+
+    shown: dict[str, torch.Tensor]  # "val", "train" -> (10,): one image of each digit, position = digit
+    subsets: dict[str, torch.Tensor]  # "train", "val" -> (10, k): k images of each digit, row = digit
+
+
+def q1_picks(splits: Splits, seed: int, per_digit: int) -> Q1Picks:
+    """Q1's shown images and class-balanced evaluation subsets, fixed by ``seed`` alone (stream 0).
+
+    Drawn in this order from one generator: shown validation, shown training, training subset,
+    validation subset; so the shown images do not depend on ``per_digit``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    shown = {name: pick_per_digit(getattr(splits, name).y, 1, g)[:, 0] for name in ("val", "train")}
+    subsets = {name: pick_per_digit(getattr(splits, name).y, per_digit, g) for name in ("train", "val")}
+    return Q1Picks(shown, subsets)

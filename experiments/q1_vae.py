@@ -25,7 +25,7 @@ import torch
 
 from . import vae
 from .contract import Context, DigitGrid, Result
-from .data import pick_per_digit, to_float
+from .data import q1_picks, to_float
 from .plotting import new_figure, plot_curves, to_unit_range
 
 SECTION = "q1"
@@ -99,11 +99,11 @@ def run(cfg: Config, ctx: Context) -> Result:
     lo, hi = cfg.pixel_range
     x_tr = to_float(ctx.data.train.x, lo, hi).to(ctx.device)
     x_va = to_float(ctx.data.val.x, lo, hi).to(ctx.device)
-    g = torch.Generator().manual_seed(ctx.seed)
-    picks = {"val": pick_per_digit(ctx.data.val.y, 1, g)[:, 0], "train": pick_per_digit(ctx.data.train.y, 1, g)[:, 0]}
+    chosen = q1_picks(ctx.data, ctx.seed, cfg.eval_per_digit)
+    picks = chosen.shown
     shown = {"val": x_va[picks["val"].to(ctx.device)], "train": x_tr[picks["train"].to(ctx.device)]}
     # class-balanced subsets of equal size, so that the train/validation gap compares like with like
-    subsets = {name: pick_per_digit(getattr(ctx.data, name).y, cfg.eval_per_digit, g).flatten() for name in ("train", "val")}
+    subsets = {name: p.flatten() for name, p in chosen.subsets.items()}
     evals = {name: x[subsets[name].to(ctx.device)] for name, x in (("train", x_tr), ("val", x_va))}
     fit = vae.fit(cfg, ctx, x_tr, evals, shown)
     train, val = columns(fit.history["train"]), columns(fit.history["val"])

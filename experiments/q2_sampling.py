@@ -3,8 +3,8 @@
 Question: sample 10 latents from the prior and pass them through the generators of epochs 1, 5,
 10, 20 and 30; plot the generations (no explanation needed).
 
-Method: ten z ~ N(0, I) drawn once with the seed, decoded by each saved generator of Q1. We show
-decoder means G(z): a sample of p(x|z) = N(G(z), sigma_p^2 I) adds independent noise of standard
+Method: ten z ~ N(0, I) drawn once from the seed (``vae.prior_latents``), decoded by each saved
+generator of Q1. We show decoder means G(z): a sample of p(x|z) = N(G(z), sigma_p^2 I) adds independent noise of standard
 deviation sigma_p = 0.4 (a fifth of the pixel range) to every pixel, which hides the digit.
 
 Rerun: ``python reproduce.py --only q2`` (runs Q1 first when its checkpoint is missing or stale)
@@ -27,7 +27,6 @@ REQUIRES = ("q1",)
 @dataclass(frozen=True)
 class Config:
     samples: int = 10  # latents drawn from the prior p(z) = N(0, I)
-    stream: int = 2  # the prior latents use the generator seeded with seed + stream
 
 
 SMOKE = Config()
@@ -42,15 +41,10 @@ def pixel_diversity(images: torch.Tensor) -> float:
     return (torch.cdist(flat, flat, p=1).sum() / (len(flat) * (len(flat) - 1) * flat.shape[1])).item()
 
 
-def prior_latents(n: int, dim: int, seed: int) -> torch.Tensor:
-    """(n, dim) draws from N(0, I), fixed by ``seed``."""
-    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
-
-
 @torch.no_grad()
 def run(cfg: Config, ctx: Context) -> Result:
     q1 = ctx.require("q1")
-    z = prior_latents(cfg.samples, q1["arch"]["latent_dim"], ctx.seed + cfg.stream).to(ctx.device)
+    z = vae.prior_latents(cfg.samples, q1["arch"]["latent_dim"], ctx.seed).to(ctx.device)
     epochs = sorted(map(int, q1["decoders"]))
     rows = [vae.restore_decoder(q1["arch"], q1["decoders"][str(e)], ctx.device)(z).cpu() for e in epochs]
     images = to_unit_range(torch.stack(rows)[:, :, 0], *q1["arch"]["pixel_range"])  # (epochs, n, 28, 28)

@@ -29,6 +29,14 @@ def effective_kl_weight(sigma_p: float, latent_dim: int, kl_weight: float = 1.0)
     return PIXELS / (2.0 * sigma_p ** 2 * latent_dim) * kl_weight
 
 
+PRIOR_STREAM = 2  # Q2's prior latents come from the generator seeded with seed + PRIOR_STREAM
+
+
+def prior_latents(n: int, dim: int, seed: int) -> torch.Tensor:
+    """Q2's (n, dim) draws z ~ N(0, I), fixed by ``seed`` alone (stream ``PRIOR_STREAM``); Q3 decodes the same ones."""
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed + PRIOR_STREAM))
+
+
 def density_shift(pixel_range) -> float:
     """log p(u) - log p(x) for pixels u = (x - lo) / (hi - lo) in [0, 1]: D log(hi - lo) nats."""
     lo, hi = pixel_range

@@ -83,3 +83,12 @@ def test_full_training_file_is_exposed_in_file_order(tiny_data):
     inside = splits.train.index < 300  # training-subset images that also lie in the first 300
     assert torch.equal(splits.full_train.x[splits.train.index[inside]], splits.train.x[inside])
     assert torch.equal(splits.full_train.y[splits.train.index[inside]], splits.train.y[inside])
+
+
+def test_q1_picks_are_fixed_by_the_seed_and_shown_images_do_not_depend_on_the_subset_size(tiny_data):
+    """q1_picks: same seed, same picks; the shown images are the same whatever the subset size."""
+    s = mnist.load_splits(tiny_data, seed=0, spec=mnist.SMOKE_SPLIT, download=False)
+    a, b, c = mnist.q1_picks(s, 4, 6), mnist.q1_picks(s, 4, 6), mnist.q1_picks(s, 4, 3)
+    assert all(torch.equal(a.subsets[k], b.subsets[k]) for k in ("train", "val")) and a.subsets["val"].shape == (10, 6)
+    assert all(torch.equal(a.shown[k], c.shown[k]) for k in ("train", "val"))
+    assert torch.equal(s.val.y[a.shown["val"]], torch.arange(10))

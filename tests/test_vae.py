@@ -52,3 +52,9 @@ def test_effective_kl_weight_for_the_brief():
     """D / (2 sigma_p^2 d) is 12.25 for MNIST, sigma_p = 0.4, d = 200, and 1 after dividing the KL weight by it."""
     beta = vae.effective_kl_weight(0.4, 200)
     assert abs(beta - 12.25) < 1e-12 and abs(vae.effective_kl_weight(0.4, 200, 1 / beta) - 1) < 1e-12
+
+
+def test_prior_latents_are_fixed_by_the_seed_alone():
+    """vae.prior_latents: the same seed gives the same standard-normal draws, another seed others."""
+    a, b, c = vae.prior_latents(10, 200, 0), vae.prior_latents(10, 200, 0), vae.prior_latents(10, 200, 1)
+    assert a.shape == (10, 200) and torch.equal(a, b) and not torch.equal(a, c)
