@@ -82,7 +82,8 @@ def writable(folder: Path) -> Path:
               help="CPU threads for torch, recorded with the results [default: torch's default for this machine].")
 def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, checkpoints, device, seed, threads):
     """Train every model of the exercise on MNIST, measure every number, draw every figure, and write
-    report/report.pdf, report/supplement.pdf, report/README.md and README.md from report/results.json."""
+    report/report.pdf, report/supplement.pdf, report/companion.pdf, report/README.md and README.md from
+    report/results.json."""
     selected = parse_sections(only)
     if run_all and selected:
         raise click.UsageError("--all and --only exclude each other: --all already runs every section")
@@ -162,8 +163,9 @@ def render(opts) -> None:
         pages = rd.build(registry, titles, opts.out, readme)
     except rd.RenderError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(f"wrote {opts.out / 'report.pdf'} ({pages['report']} pages of {rd.PAGE_BUDGET}) and "
-               f"{opts.out / 'supplement.pdf'} ({pages['supplement']} pages)" + (f" and {readme}" if readme else ""), err=True)
+    click.echo(f"wrote {opts.out / 'report.pdf'} ({pages['report']} pages of {rd.PAGE_BUDGET}), "
+               f"{opts.out / 'supplement.pdf'} ({pages['supplement']} pages) and {opts.out / 'companion.pdf'} "
+               f"({pages['companion']} pages)" + (f" and {readme}" if readme else ""), err=True)
 
 
 def list_sections(opts) -> int:

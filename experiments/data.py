@@ -150,6 +150,12 @@ def to_float(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Ten
     return (x.float().unsqueeze(1) / 255.0) * (high - low) + low
 
 
+def binarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """uint8 images -> floats in {0, 1} of the same shape: 1 where pixel / 255 > threshold (the companion's
+    courses binarize at 0.5, deterministically)."""
+    return (x.float() / 255.0 > threshold).float()
+
+
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
     """Index tensors covering range(n): shuffled by ``generator`` when given, in order otherwise."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)

@@ -38,6 +38,12 @@ MATH_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuMathTeXGyre.ttf")
 MATH_PX = 12.5  # math size in CSS px, matching the 9.4pt body text
 FIGURE_BASE = "https://report.invalid/"  # figures/... resolve against this, served from the output folder
 REPORT_PARTS = ("sup", "derivations", "q1", "q2", "q3", "q4", "extra", "ai_tools")
+# the companion (report/companion.pdf): what four other courses ask of the same VAE (brief/peers.md),
+# each part a section rendered by templates/companion/<part>.html.j2, in the order of peers.md
+COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "stan_vae")
+# its opening table: one partial templates/companion/map_<course>.html.j2 of rows per course, in this order
+COMPANION_COURSES = {"toronto": "Toronto CSC412/2506", "dtu": "DTU 02460", "eindhoven": "Eindhoven 2AMU20",
+                     "stanford": "Stanford STATS305C"}
 
 logging.getLogger("weasyprint").setLevel(logging.ERROR)
 logging.getLogger("fontTools").setLevel(logging.ERROR)
@@ -140,6 +146,7 @@ def environment(markdown: bool = False) -> jinja2.Environment:
     env.filters.update(num=(lambda x, d=2: format_number(x, d)) if markdown else num,
                        pct=(lambda x, d=2: format_number(100 * x, d) + "%") if markdown else pct,
                        math=math, displaymath=displaymath)
+    env.globals["has_template"] = lambda name: name in env.list_templates()
     return env
 
 
@@ -213,14 +220,18 @@ def pdf_bytes(html: str, folder: Path, epoch: int) -> tuple[bytes, int]:
     return data, len(document.pages)
 
 
+DOCUMENTS = (("report", "report.html.j2", REPORT_PARTS, ""), ("supplement", "supplement.html.j2", REPORT_PARTS, "S"),
+             ("companion", "companion.html.j2", COMPANION_PARTS, "C"))  # name, template, parts, figure prefix
+
+
 def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None = None) -> dict[str, int]:
-    """Write report.pdf (page budget enforced), supplement.pdf and README.md files; return page counts."""
+    """Write report.pdf (page budget enforced), supplement.pdf, companion.pdf and README.md files; return page counts."""
     epoch = source_date_epoch(registry)
     date = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
     pages = {}
     outputs = {}
-    for name, template, prefix in (("report", "report.html.j2", ""), ("supplement", "supplement.html.j2", "S")):
-        html = render_html(template, context(registry, titles, parts=REPORT_PARTS, date=date), prefix)
+    for name, template, parts, prefix in DOCUMENTS:
+        html = render_html(template, context(registry, titles, parts=parts, courses=COMPANION_COURSES, date=date), prefix)
         try:
             outputs[name], pages[name] = pdf_bytes(html, out, epoch)
         except FatalURLFetchingError as err:

@@ -92,3 +92,9 @@ def test_q1_picks_are_fixed_by_the_seed_and_shown_images_do_not_depend_on_the_su
     assert all(torch.equal(a.subsets[k], b.subsets[k]) for k in ("train", "val")) and a.subsets["val"].shape == (10, 6)
     assert all(torch.equal(a.shown[k], c.shown[k]) for k in ("train", "val"))
     assert torch.equal(s.val.y[a.shown["val"]], torch.arange(10))
+
+
+def test_binarize_thresholds_at_half_and_keeps_the_shape():
+    """binarize maps pixel values above 127.5 to 1 and the rest to 0, shape unchanged."""
+    x = torch.tensor([[[0, 127, 128, 255]]], dtype=torch.uint8)
+    assert torch.equal(mnist.binarize(x), torch.tensor([[[0.0, 0.0, 1.0, 1.0]]]))

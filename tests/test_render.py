@@ -166,3 +166,12 @@ def test_aligned_math_is_typeset():
     """Multi-line aligned TeX becomes an SVG image with its source as alt text."""
     html = str(render.displaymath(r"\begin{aligned}a&=b\\&=c\end{aligned}", "7"))
     assert 'src="data:image/svg+xml;base64,' in html and r"\begin{aligned}" in html and "(7)" in html
+
+
+def test_companion_without_results_says_not_yet_computed_for_every_course():
+    """With an empty registry the companion's table has a "not yet computed" row for each of the four courses."""
+    ctx = render.context({"provenance": {}}, TITLES, parts=render.COMPANION_PARTS, courses=render.COMPANION_COURSES, date="x")
+    html = render.render_html("companion.html.j2", ctx, "C")
+    assert html.count("not yet computed") == len(render.COMPANION_COURSES) == 4
+    for part in render.COMPANION_PARTS:
+        assert part not in TITLES or f"python reproduce.py --only {part}" in html
