@@ -78,15 +78,26 @@ def importance_log_weights(
     x: (B, D); mean, logvar: (B, d); decode maps (N, d) latents to (N, D) means G(z).
     The M samples are drawn in chunks so that memory stays at chunk * B decoder outputs.
     """
-    log_w = []
+    def log_joint(z):  # (m, B, d) -> (m, B)
+        x_mean = decode(z.reshape(-1, z.shape[-1])).reshape(z.shape[0], x.shape[0], -1)  # (m, B, D)
+        return standard_normal_log_prob(z) + isotropic_gaussian_log_prob(x, x_mean, sigma_p)
+    return log_weights(mean, logvar, log_joint, samples, chunk, generator)
+
+
+def log_weights(mean: torch.Tensor, logvar: torch.Tensor, log_joint: Callable[[torch.Tensor], torch.Tensor],
+                samples: int, chunk: int = 250, generator: torch.Generator | None = None) -> torch.Tensor:
+    """log w_i = log p(x, z_i) - log q(z_i), z_i ~ q = N(mean, diag exp(logvar)), for any model; (M, B).
+
+    mean, logvar: (B, d); log_joint maps latents (m, B, d) to log p(x, z) (m, B). Their average is a
+    Monte Carlo ELBO (no closed-form KL), their log-mean-exp the estimate of log p(x) of Eq. 9.
+    """
+    out = []
     for start in range(0, samples, chunk):
         m = min(chunk, samples - start)
         eps = torch.randn((m, *mean.shape), generator=generator, dtype=mean.dtype).to(mean.device)  # (m, B, d)
         z = reparameterize(mean, logvar, eps)  # (m, B, d)
-        x_mean = decode(z.reshape(-1, z.shape[-1])).reshape(m, x.shape[0], -1)  # (m, B, D)
-        log_w.append(standard_normal_log_prob(z) + isotropic_gaussian_log_prob(x, x_mean, sigma_p)
-                     - diag_gaussian_log_prob(z, mean, logvar))  # (m, B)
-    return torch.cat(log_w)
+        out.append(log_joint(z) - diag_gaussian_log_prob(z, mean, logvar))  # (m, B)
+    return torch.cat(out)
 
 
 def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
@@ -152,3 +163,52 @@ def monte_carlo_kl(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, pr
     """KL(q || p) estimated at z ~ q = N(mean, diag exp(logvar)): log q(z) - log p(z), per sample; for
     priors without a closed-form KL (a mixture). Shapes: z, mean, logvar (..., d); result (...,)."""
     return diag_gaussian_log_prob(z, mean, logvar) - prior_log_prob(z)
+
+
+def bernoulli_log_prob_pairs(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x_n; sigmoid(logits_g)) for every pair (n, g): x (N, D), logits (G, D) -> (N, G).
+
+    ``bernoulli_log_prob`` as one product, x l^T - sum_j softplus(l_j), so that N images against
+    G decoded latents (a whole grid) never hold an (N, G, D) tensor.
+    """
+    return x @ logits.T - torch.nn.functional.softplus(logits).sum(-1)
+
+
+def grid_log_integral(log_f: torch.Tensor, cell_area: float) -> torch.Tensor:
+    """log of the integral of exp(log_f) by the midpoint rule on an equally spaced grid: the grid
+    points are the last dimension, each standing for a cell of area ``cell_area``; (...,)."""
+    # log sum_g f(z_g) dA = logsumexp_g log f(z_g) + log dA
+    return torch.logsumexp(log_f, -1) + math.log(cell_area)
+
+
+def score_function_grads(f: Callable[[torch.Tensor], torch.Tensor], mean: torch.Tensor, logvar: torch.Tensor,
+                         eps: torch.Tensor) -> torch.Tensor:
+    """One estimate per sample of the gradient of E_q[f(z)] in the mean of q = N(mean, diag exp(logvar)),
+    by the score function (REINFORCE): f(z) grad_mean log q(z) = f(z) (z - mean) / sigma^2.
+
+    eps: (n, d) standard-normal draws, z = mean + sigma eps; f maps (n, d) to (n,); result (n, d).
+    """
+    with torch.no_grad():
+        z = reparameterize(mean, logvar, eps)
+        return f(z).unsqueeze(-1) * (z - mean) * torch.exp(-logvar)
+
+
+def reparameterization_grads(f: Callable[[torch.Tensor], torch.Tensor], mean: torch.Tensor, logvar: torch.Tensor,
+                             eps: torch.Tensor) -> torch.Tensor:
+    """One estimate per sample of the same gradient by reparameterisation: grad_mean f(mean + sigma eps)
+    = f'(z), by autograd; the rows of z are independent, so the gradient of their sum holds each
+    row's own gradient. eps (n, d); result (n, d)."""
+    means = mean.detach().expand_as(eps).clone().requires_grad_(True)  # (n, d)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(f(reparameterize(means, logvar.detach(), eps)).sum(), means)
+    return grad
+
+
+def binary_concrete_sample(logits: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
+    """The continuous relaxation of b ~ Bernoulli(sigmoid(logits)) (binary Concrete, Maddison et al. 2017;
+    Gumbel-softmax, Jang et al. 2017) from uniforms u: sigmoid((logits + log u - log(1 - u)) / temperature).
+
+    As temperature -> 0 it tends to the hard sample 1[u > 1 - p] (a Bernoulli(p) draw), whose derivative
+    in the logits is zero almost everywhere; at any temperature it is differentiable in the logits.
+    """
+    return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temperature)
