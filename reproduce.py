@@ -12,6 +12,8 @@ an AI coding assistant (Claude, by Anthropic).
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from experiments.runtime import SEED_MAX
 from pipeline import SECTIONS
 from pipeline.cache import ROOT
 
@@ -31,12 +34,15 @@ class OneLineErrors(click.Command):
     def main(self, args=None, prog_name=None, **extra):
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
-        except click.exceptions.Abort:
-            click.echo("error: aborted", err=True)
-            sys.exit(1)
+        except click.exceptions.Abort:  # Ctrl-C before the signal handlers are in place
+            click.echo("\ninterrupted by SIGINT before anything was written", err=True)
+            sys.exit(EXIT_INTERRUPTED[2])
         except click.ClickException as err:
             click.echo(f"error: {err.format_message()}", err=True)
             sys.exit(err.exit_code)
+        except OSError as err:  # a disk that fills up, a folder that turns read-only during the run
+            click.echo(f"error: {err.strerror or err}" + (f": {err.filename}" if err.filename else ""), err=True)
+            sys.exit(1)
         sys.exit(code or 0)
 
 
@@ -59,6 +65,28 @@ def writable(folder: Path) -> Path:
     return folder
 
 
+def creatable(folder: Path) -> None:
+    """ClickException unless ``folder`` is, or can be made, a writable folder; creates nothing."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problem = "not a folder" if not existing.is_dir() else "not writable"
+        raise click.ClickException(f"cannot write to {folder}: {existing} is {problem}")
+
+
+def interrupted(signal_name: str, mode: str, out: Path | None) -> str:
+    """What an interrupt left behind, true of the command that was running."""
+    if out is None or mode == "list":
+        return f"interrupted by {signal_name} before anything was written"
+    if mode == "verify":
+        return (f"interrupted by {signal_name}: the verification stopped before comparing; {out / 'results.json'} "
+                "was only read and is unchanged")
+    if mode == "render":
+        return (f"interrupted by {signal_name}: each PDF and README in {out} is the previous one or the new one, "
+                "never a mix; rerun to finish")
+    return (f"interrupted by {signal_name}: finished sections are saved in {out / 'results.json'} "
+            "and their checkpoints; rerun the same command to finish the rest")
+
+
 @click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--all", "run_all", is_flag=True, help="Run every section in order (sup, q1, q2, q3, q4, extra), then write the report.")
 @click.option("--only", multiple=True, metavar="SECTION",
@@ -69,15 +97,19 @@ def writable(folder: Path) -> Path:
 @click.option("--render", "render_only", is_flag=True, help="Rebuild the PDFs and READMEs from the registry without running anything.")
 @click.option("--smoke", is_flag=True, help="Tiny sizes that run in about a minute, written to report-smoke/ (never report/).")
 @click.option("--force", is_flag=True, help="Rerun the sections asked for even when their cached results are fresh.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="MNIST_DATA_DIR", default="data",
-              show_default=True, show_envvar=True, help="Folder holding MNIST/raw/ (downloaded there when absent).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="MNIST_DATA_DIR", default=None,
+              show_envvar=True, help="Folder holding MNIST/raw/ (downloaded there when absent) [default: data/ in the "
+              "repository, like the output folder's default]. A path you give is relative to the current folder.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder for results.json, figures and PDFs [default: report/, or report-smoke/ with --smoke].")
 @click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for model checkpoints [default: checkpoints/<name of the output folder>].")
+              help="Folder for model checkpoints [default: checkpoints/<name>-<hash of the resolved output folder>, "
+              "one per output folder].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto takes CUDA when present; cuda without CUDA is an error.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="The one seed of every random draw.")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True,
+              help=f"The one seed of every random draw, 0 to {SEED_MAX} (2^32 - 16: torch keeps 32 bits of a seed, "
+              "and sections add offsets below 16), so that no two seeds draw the same numbers.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch, recorded with the results [default: torch's default for this machine].")
 def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, checkpoints, device, seed, threads):
@@ -89,59 +121,94 @@ def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, 
         raise click.UsageError("--all and --only exclude each other: --all already runs every section")
     if not (run_all or selected or list_ or verify or render_only):
         raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify or --render (see --help)")
-    opts = options(out, checkpoints, data_dir, device, seed, threads, smoke, force)
     from pipeline.interrupts import Interrupted, interruptible
 
+    mode = "list" if list_ else "verify" if verify else "render" if render_only else "run"
+    opts = None
     try:
-        with interruptible():
+        with interruptible(), one_line():
+            opts = options(out, checkpoints, data_dir, device, seed, threads, smoke, force)
             if list_:
                 return list_sections(opts)
             if verify:
                 from pipeline.verify import verify as run_verify
                 return run_verify(opts, selected or list(SECTIONS))
-            if not render_only:
-                execute(opts, selected or list(SECTIONS), full=run_all)
-            render(opts)
+            with prepared(opts, run=not render_only):
+                if not render_only:
+                    execute(opts, selected or list(SECTIONS), full=run_all)
+                render(opts)
     except Interrupted as err:
-        click.echo(f"\ninterrupted by {err}: finished sections are saved in {opts.out / 'results.json'} "
-                   "and their checkpoints; rerun the same command to finish the rest", err=True)
+        click.echo("\n" + interrupted(str(err), mode, opts and opts.out), err=True)
         return EXIT_INTERRUPTED.get(err.signum, 1)
     return 0
 
 
+@contextlib.contextmanager
+def one_line():
+    """The pipeline's own errors (one-line messages that say what to do) as click errors: no traceback."""
+    from experiments.data import DataError
+    from pipeline.checkpoints import CheckpointBlocked
+    from pipeline.registry import RegistryError
+    from pipeline.render import RenderError
+
+    try:
+        yield
+    except (DataError, RegistryError, CheckpointBlocked, RenderError) as err:
+        raise click.ClickException(str(err)) from None
+
+
 def options(out, checkpoints, data_dir, device, seed, threads, smoke, force):
-    """Resolve defaults, check the device and the output folder, fix threads and determinism."""
+    """Resolve defaults, check the device, fix threads and determinism; creates nothing."""
     import torch
 
     from experiments.runtime import DeviceError, configure_determinism, resolve_device
+    from pipeline.checkpoints import default_folder
     from pipeline.runner import Options
 
     out = out if out is not None else ROOT / ("report-smoke" if smoke else "report")
     if smoke and out.resolve() == (ROOT / "report").resolve():
         raise click.UsageError("--smoke never writes to report/: its numbers answer nothing; use another --out")
-    out = writable(out)
     try:
         dev = resolve_device(device)
     except DeviceError as err:
         raise click.ClickException(str(err)) from None
     threads = threads or torch.get_num_threads()
     configure_determinism(threads)
-    checkpoints = checkpoints if checkpoints is not None else ROOT / "checkpoints" / out.resolve().name
-    return Options(out=out, checkpoints=checkpoints, data_dir=data_dir, device=dev, seed=seed,
-                   threads=threads, smoke=smoke, force=force)
+    checkpoints = checkpoints if checkpoints is not None else default_folder(out)
+    return Options(out=out, checkpoints=checkpoints, data_dir=data_dir if data_dir is not None else ROOT / "data",
+                   device=dev, seed=seed, threads=threads, smoke=smoke, force=force)
+
+
+@contextlib.contextmanager
+def prepared(opts, run: bool):
+    """Check everything that can be checked before any training (what rendering needs; for a run, the data),
+    then create the folders, check that each is writable, and hold the lock on each for the whole run."""
+    from experiments.data import fetch, verify_raw
+    from pipeline.registry import locked
+    from pipeline.render import check_inputs
+
+    check_inputs()
+    folders = [opts.out, opts.out / "figures", *([opts.checkpoints] if run else [])]
+    for folder in folders:
+        creatable(folder)
+    if run:
+        fetch(opts.data_dir)
+        verify_raw(opts.data_dir)
+    for folder in folders:
+        writable(folder)
+    say = lambda message: click.echo(message, err=True)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        for folder in dict.fromkeys(f.resolve() for f in (opts.out, *folders[2:])):
+            stack.enter_context(locked(folder, say))
+        yield
 
 
 def execute(opts, selected: list[str], full: bool) -> None:
-    from experiments.data import DataError
-    from pipeline.registry import RegistryError
     from pipeline.runner import Runner
 
     start = time.perf_counter()
-    try:
-        runner = Runner(opts)
-        runner.run(selected)
-    except (DataError, RegistryError) as err:
-        raise click.ClickException(str(err)) from None
+    runner = Runner(opts)
+    runner.run(selected)
     if full and len(runner.executed) == len(SECTIONS):
         prov = runner.provenance()
         runner.registry.put_meta("full_run", {"wall_time_s": time.perf_counter() - start,
@@ -150,45 +217,37 @@ def execute(opts, selected: list[str], full: bool) -> None:
 
 def render(opts) -> None:
     from pipeline import render as rd
-    from pipeline.registry import Registry, RegistryError
+    from pipeline.registry import Registry
     from pipeline.runner import section_module
 
-    try:
-        registry = Registry(opts.out / "results.json").data
-    except RegistryError as err:
-        raise click.ClickException(str(err)) from None
+    registry = Registry(opts.out / "results.json").valid_data()
     titles = {name: section_module(name).TITLE for name in SECTIONS}
     readme = ROOT / "README.md" if opts.out.resolve() == (ROOT / "report").resolve() else None
-    try:
-        pages = rd.build(registry, titles, opts.out, readme)
-    except rd.RenderError as err:
-        raise click.ClickException(str(err)) from None
+    pages = rd.build(registry, titles, opts.out, readme)
     click.echo(f"wrote {opts.out / 'report.pdf'} ({pages['report']} pages of {rd.PAGE_BUDGET}), "
                f"{opts.out / 'supplement.pdf'} ({pages['supplement']} pages) and {opts.out / 'companion.pdf'} "
                f"({pages['companion']} pages)" + (f" and {readme}" if readme else ""), err=True)
 
 
 def list_sections(opts) -> int:
-    from pipeline.registry import RegistryError, lookup
+    """One line per section (and why it is stale); reads the output folder, writes nothing anywhere."""
+    from pipeline.registry import lookup
     from pipeline.runner import Runner, section_module
 
-    try:
-        runner = Runner(opts)
-    except RegistryError as err:
-        raise click.ClickException(str(err)) from None
+    runner = Runner(opts)
+    reasons = {name: runner.status(name) for name in SECTIONS}
     click.echo(f"{'section':8} {'state':6} {'finished':26} {'wall':>8}  headline")
     for name in SECTIONS:
         entry, module = runner.registry.entry(name), section_module(name)
-        reasons = runner.status(name)
-        state = "fresh" if not reasons else "stale" if entry else "none"
+        state = "fresh" if not reasons[name] else "stale" if runner.registry.recorded(name) else "none"
         when = entry["finished_at"] if entry else "-"
         wall = f"{entry['wall_time_s']:.1f}s" if entry else "-"
         key, label = module.HEADLINE
         value = lookup(entry["metrics"], key) if entry else None
         headline = f"{label} = {value:.4g}" if isinstance(value, (int, float)) else "-"
         click.echo(f"{name:8} {state:6} {when:26} {wall:>8}  {headline}")
-        if reasons and entry:
-            click.echo(f"{'':8} why: {'; '.join(reasons)}")
+        if reasons[name] and state == "stale":
+            click.echo(f"{'':8} why: {'; '.join(reasons[name])}")
     return 0
 
 

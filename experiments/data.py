@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-# Canonical MD5 sums of the uncompressed raw files (``../shared/data/README.md``).
+# Canonical MD5 sums of the uncompressed raw files, as published with MNIST.
 RAW_MD5 = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
@@ -41,6 +41,7 @@ def verify_raw(root: Path) -> dict[str, str]:
     sums = {}
     for name, want in RAW_MD5.items():
         path = raw / name
+        not_a_file(path)
         if not path.is_file():
             raise DataError(f"{path} is missing; put the MNIST raw files there or pass --data-dir / set {DATA_ENV}")
         got = md5(path)
@@ -51,11 +52,20 @@ def verify_raw(root: Path) -> dict[str, str]:
     return sums
 
 
+def not_a_file(path: Path) -> None:
+    """DataError when something other than a file (a folder) sits where a raw file belongs."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path} is a {'folder' if path.is_dir() else 'special file'}, not the raw MNIST file; "
+                        "move it away and put the file there (or pass --data-dir / set " + DATA_ENV + ")")
+
+
 def fetch(root: Path) -> None:
     """Download the raw files with torchvision when they are absent (the only network access)."""
     from torchvision.datasets import MNIST
 
     raw = Path(root) / "MNIST" / "raw"
+    for name in RAW_MD5:
+        not_a_file(raw / name)
     if all((raw / name).is_file() for name in RAW_MD5):
         return
     try:

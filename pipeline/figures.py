@@ -6,6 +6,7 @@ with a GAP-pixel white line between images; nothing is interpolated.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
@@ -55,9 +56,12 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 
 def encode_figure(obj, stem: str) -> tuple[bytes, dict]:
-    """One figure as file bytes and its registry record (file name ``stem`` plus the suffix of its kind)."""
+    """One figure as file bytes and its registry record (file name ``stem`` plus the suffix of its kind, and
+    the SHA-256 of the bytes, checked whenever the section is reused or rendered)."""
     if isinstance(obj, DigitGrid):
+        payload = png_bytes(grid_pixels(obj))
         record = {"file": f"{stem}.png", "kind": "png", "row_labels": list(obj.row_labels),
                   "col_labels": list(obj.col_labels), "rows": int(obj.images.shape[0]), "cols": int(obj.images.shape[1])}
-        return png_bytes(grid_pixels(obj)), record
-    return svg_bytes(obj), {"file": f"{stem}.svg", "kind": "svg"}
+    else:
+        payload, record = svg_bytes(obj), {"file": f"{stem}.svg", "kind": "svg"}
+    return payload, {**record, "sha256": hashlib.sha256(payload).hexdigest()}

@@ -1,20 +1,42 @@
-"""``report/results.json``: every number and figure of every section, with provenance.
+"""``report/results.json``: every number and figure of every section, with provenance, and the lock
+that gives one run at a time the output folder.
 
 Layout: ``{"provenance": {...}, "sections": {name: entry}}``; an entry is described in
 CONTRIBUTING.md. The file is replaced atomically (write a sibling, fsync, rename), so an
-interrupted run leaves the previous version whole.
+interrupted run leaves the previous version whole. Each entry is checked on load: one of the wrong
+shape is kept in the file but treated as absent, with the reason (``Registry.problems``), until a
+run replaces it. A run holds ``locked(folder)`` on its output folder for its whole length and
+re-reads the registry before each commit, so two runs on one folder never drop each other's work.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
 import json
 import os
+import re
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
+
+LOCK_FILE = ".lock"  # in the output folder (and the checkpoint folder): held by the running run
+SHA256 = re.compile(r"[0-9a-f]{64}")
+FIGURE_FILE = re.compile(r"figures/[A-Za-z0-9_.-]+\.(svg|png)")
+CHECKPOINT_FILE = re.compile(r"[A-Za-z0-9_.-]+\.pt")
 
 
 class RegistryError(RuntimeError):
     """results.json exists but cannot be read; the message says how to recover."""
+
+
+def file_mode() -> int:
+    """The permissions a new file gets under the user's umask (read back without changing it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -23,6 +45,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; the outputs are as readable as any file the user writes
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -38,6 +61,35 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(folder)
 
 
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete what a killed ``atomic_write`` left in the folder and its subfolders (call under the lock)."""
+    leftovers = [p for pattern in (".*.tmp", "*/.*.tmp") for p in Path(folder).glob(pattern) if p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
+@contextlib.contextmanager
+def locked(folder: Path, say: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (flock on ``folder/.lock``) for the block; a second run waits
+    for it with a message, then removes the temporary files an interrupted write left behind."""
+    say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+    path = Path(folder) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting: another run is writing to {folder}; this one starts when it ends (Ctrl-C gives up)")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        leftovers = remove_temporaries(folder)
+        if leftovers:
+            say(f"removed {len(leftovers)} temporary file(s) left in {folder} by an interrupted run")
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def lookup(metrics: dict, dotted: str):
     """metrics["a"]["b"] for "a.b"; the last element of a per-epoch list; None when absent."""
     value: Any = metrics
@@ -50,41 +102,119 @@ def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
+def sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def entry_problem(entry: Any) -> str | None:
+    """Why a registry entry cannot be used (None when it has the shape CONTRIBUTING.md describes)."""
+    if not isinstance(entry, dict):
+        return f"the entry is a {type(entry).__name__}, not an object"
+    for key, kind in (("metrics", dict), ("figures", dict), ("key_parts", dict), ("code_files", dict),
+                      ("cache_key", str), ("title", str), ("finished_at", str), ("wall_time_s", (int, float))):
+        if not isinstance(entry.get(key), kind):
+            return f"its {key!r} is missing or of the wrong type"
+    try:
+        dt.datetime.fromisoformat(entry["finished_at"])
+    except ValueError:
+        return "its 'finished_at' is not an ISO time"
+    for name, fig in entry["figures"].items():
+        if not (isinstance(fig, dict) and isinstance(fig.get("file"), str) and FIGURE_FILE.fullmatch(fig["file"])
+                and fig.get("kind") in ("svg", "png") and isinstance(fig.get("module"), str)):
+            return f"its figure {name!r} is not a record with a file under figures/, a kind and a module"
+        if fig["kind"] == "png" and not all(isinstance(fig.get(k), list) for k in ("row_labels", "col_labels")):
+            return f"its digit grid {name!r} has no row and column labels"
+        if "sha256" in fig and not (isinstance(fig["sha256"], str) and SHA256.fullmatch(fig["sha256"])):
+            return f"its figure {name!r} has a malformed SHA-256"
+    checkpoint = entry.get("checkpoint")
+    if checkpoint is not None and not (
+            isinstance(checkpoint, dict) and isinstance(checkpoint.get("file"), str)
+            and CHECKPOINT_FILE.fullmatch(checkpoint["file"]) and isinstance(checkpoint.get("sha256"), str)
+            and SHA256.fullmatch(checkpoint["sha256"])):
+        return "its checkpoint is not a record of a file name and a SHA-256"
+    return None
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The registry file's contents; an empty registry when there is none; RegistryError when unusable."""
+    if not path.exists():
+        return {"provenance": {}, "sections": {}}
+    try:
+        loaded = json.loads(path.read_bytes())
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("sections"), dict):
+            raise ValueError("no 'sections' object")
+    except OSError as err:
+        raise RegistryError(f"cannot read {path} ({err.strerror or err}): it must be a readable file; "
+                            "move it away to start a new registry") from None
+    except ValueError as err:
+        raise RegistryError(
+            f"{path} is corrupt ({err}); restore it with `git checkout -- {path}` "
+            f"or move it away to start a new registry") from None
+    return loaded
+
+
 class Registry:
-    """The registry file of one output folder, loaded once, saved after each section."""
+    """The registry file of one output folder, read at start and again before each commit."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.data: dict[str, Any] = {"provenance": {}, "sections": {}}
-        if self.path.exists():
-            try:
-                loaded = json.loads(self.path.read_text())
-                if not isinstance(loaded.get("sections"), dict):
-                    raise ValueError("no 'sections' object")
-            except (ValueError, AttributeError) as err:
-                raise RegistryError(
-                    f"{self.path} is corrupt ({err}); restore it with `git checkout -- {self.path}` "
-                    f"or move it away to start a new registry") from None
-            self.data = loaded
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the file again: another run may have committed since (call with the folder locked)."""
+        self._adopt(read(self.path))
+
+    def _adopt(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.invalid = {name: f"registry entry unusable: {problem}" for name, entry in data["sections"].items()
+                        if (problem := entry_problem(entry))}
 
     @property
     def sections(self) -> dict[str, Any]:
-        return self.data["sections"]
+        """The usable entries, by section name."""
+        return {name: e for name, e in self.data["sections"].items() if name not in self.invalid}
+
+    def valid_data(self) -> dict[str, Any]:
+        """The registry without its unusable entries (what the templates see)."""
+        return {**self.data, "sections": self.sections}
 
     def entry(self, name: str) -> dict[str, Any] | None:
         return self.sections.get(name)
 
+    def recorded(self, name: str) -> bool:
+        """Whether the file holds an entry for ``name``, usable or not."""
+        return name in self.data["sections"]
+
+    def problems(self, name: str) -> list[str]:
+        """Why the recorded entry cannot be reused as it is, before its cache key is compared: an entry of
+        the wrong shape, or a figure that is missing or not the one recorded (empty when none)."""
+        if name in self.invalid:
+            return [self.invalid[name]]
+        entry, reasons = self.entry(name), []
+        for fig in (entry or {}).get("figures", {}).values():
+            path = self.path.parent / fig["file"]
+            if not path.is_file():
+                reasons.append(f"figure {fig['file']} is missing")
+            elif "sha256" not in fig:
+                reasons.append(f"figure {fig['file']} has no recorded SHA-256 (an older registry)")
+            elif sha256(path) != fig["sha256"]:
+                reasons.append(f"figure {fig['file']} is not the one recorded (SHA-256 differs: changed since, "
+                               "or written by an interrupted run)")
+        return reasons
+
     def prepare(self, name: str, entry: dict[str, Any], provenance: dict[str, Any]) -> tuple[dict, bytes]:
         """The registry with one section's entry and the provenance replaced, and its bytes; writes
         nothing, so a value JSON cannot hold (NaN) fails before any file of the section is touched."""
-        data = {**self.data, "provenance": provenance, "sections": {**self.sections, name: entry}}
+        data = {**self.data, "provenance": provenance, "sections": {**self.data["sections"], name: entry}}
         return data, dumps(data)
 
     def write(self, data: dict[str, Any], payload: bytes) -> None:
         atomic_write(self.path, payload)
-        self.data = data
+        self._adopt(data)
 
     def put_meta(self, key: str, value: Any) -> None:
         """Set a top-level record (such as the wall time of the last full run) and write the file."""
+        self.reload()
         data = {**self.data, key: value}
         self.write(data, dumps(data))

@@ -5,6 +5,10 @@ handles ``\\begin{aligned}``, and unlike MathJax or KaTeX it needs no JavaScript
 WeasyPrint does not have. It draws with DejaVu Math TeX Gyre, the math companion of the DejaVu
 Serif text face, so text and math share one family.
 
+``check_inputs`` runs before any training: author.toml, every template and partial (the lists of
+parts below), and the fonts (found through fontconfig; a missing face is an error naming the
+package, never a fallback that would change the PDF).
+
 Output is deterministic: figures and tables are numbered in a first pass, the PDF's identifier is
 fixed, and its dates (and fontTools' font-subset timestamps) come from SOURCE_DATE_EPOCH, which
 defaults to the time of the newest result in the registry.
@@ -14,10 +18,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
+import hashlib
 import logging
 import mimetypes
 import os
 import tomllib
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,16 +31,18 @@ from typing import Any
 import jinja2
 import ziamath
 from markupsafe import Markup, escape
-from weasyprint import HTML
-from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
+warnings.filterwarnings("ignore", message="No fonts configured")  # check_fonts says it in one line instead
+from weasyprint import HTML  # noqa: E402
+from weasyprint.text.ffi import ffi, fontconfig  # noqa: E402
+from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse  # noqa: E402
 
+from . import SECTIONS
 from .cache import ROOT
 from .registry import atomic_write
 
 TEMPLATES = ROOT / "templates"
 AUTHOR_FILE = ROOT / "author.toml"
 PAGE_BUDGET = 5  # brief, section 4.3.1
-MATH_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuMathTeXGyre.ttf")
 MATH_PX = 12.5  # math size in CSS px, matching the 9.4pt body text
 FIGURE_BASE = "https://report.invalid/"  # figures/... resolve against this, served from the output folder
 REPORT_PARTS = ("sup", "derivations", "q1", "q2", "q3", "q4", "extra", "ai_tools")
@@ -44,6 +52,18 @@ COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "stan_vae")
 # its opening table: one partial templates/companion/map_<course>.html.j2 of rows per course, in this order
 COMPANION_COURSES = {"toronto": "Toronto CSC412/2506", "dtu": "DTU 02460", "eindhoven": "Eindhoven 2AMU20",
                      "stanford": "Stanford STATS305C"}
+SUPPLEMENT_PARTS = ("sup", "q1", "q3", "q4", "extra")  # Q2 has nothing beyond the report
+TEXT_PARTS = ("derivations", "ai_tools")  # parts that are text, not a section's results
+# templates/<folder>/<part>.html.j2 of each list; check_templates requires one for every part that is a
+# text part or a section of pipeline.SECTIONS (a companion part not yet a section is skipped by its template)
+PARTIALS = {"sections": REPORT_PARTS, "supplement": SUPPLEMENT_PARTS, "companion": COMPANION_PARTS}
+TEMPLATES_USED = ("style.css", "byline.html.j2", "README.md.j2", "submission_README.md.j2")  # besides DOCUMENTS'
+MATH_FAMILY = "DejaVu Math TeX Gyre"
+FONTS = (  # (family, style, Debian/Ubuntu package): every face the stylesheet and the math use
+    ("DejaVu Serif", "Book", "fonts-dejavu-core"), ("DejaVu Serif", "Bold", "fonts-dejavu-core"),
+    ("DejaVu Serif", "Italic", "fonts-dejavu-extra"), ("DejaVu Sans Mono", "Book", "fonts-dejavu-core"),
+    (MATH_FAMILY, "Regular", "fonts-dejavu-extra"),
+)
 
 logging.getLogger("weasyprint").setLevel(logging.ERROR)
 logging.getLogger("fontTools").setLevel(logging.ERROR)
@@ -73,8 +93,7 @@ def pct(x: float, digits: int = 2) -> Markup:
 
 @functools.lru_cache(maxsize=None)
 def _math_img(tex: str, display: bool) -> str:
-    font = str(MATH_FONT) if MATH_FONT.exists() else None
-    expr = ziamath.Latex(tex, size=MATH_PX * (1.05 if display else 1.0), font=font, inline=not display)
+    expr = ziamath.Latex(tex, size=MATH_PX * (1.05 if display else 1.0), font=math_font(), inline=not display)
     width, height = expr.getsize()
     margin = expr.margin
     data = base64.b64encode(expr.svg().encode()).decode()
@@ -92,6 +111,43 @@ def displaymath(tex: str, tag: str | None = None) -> Markup:
     """A centred equation; ``tag`` (such as "7") is printed at the right margin as "(7)"."""
     number = f'<span class="eqtag">({escape(str(tag))})</span>' if tag else ""
     return Markup(f'<div class="displaymath">{_math_img(str(tex).strip(), True)}{number}</div>')
+
+
+# ---------------------------------------------------------------- fonts
+def font_file(family: str, style: str) -> str | None:
+    """The file fontconfig gives for exactly this family and style; None when it would substitute another."""
+    config = fontconfig.FcInitLoadConfigAndFonts()
+    pattern = ffi.gc(fontconfig.FcPatternCreate(), fontconfig.FcPatternDestroy)
+    fontconfig.FcPatternAddString(pattern, b"family", family.encode())
+    fontconfig.FcPatternAddString(pattern, b"style", style.encode())
+    fontconfig.FcConfigSubstitute(config, pattern, fontconfig.FcMatchPattern)
+    fontconfig.FcDefaultSubstitute(pattern)
+    match = fontconfig.FcFontMatch(config, pattern, ffi.new("FcResult *"))
+    if match == ffi.NULL:
+        return None
+    found, text = {}, ffi.new("FcChar8 **")
+    for tag in (b"family", b"style", b"file"):
+        if fontconfig.FcPatternGetString(match, tag, 0, text) == fontconfig.FcResultMatch:
+            found[tag] = ffi.string(text[0]).decode()
+    return found.get(b"file") if (found.get(b"family"), found.get(b"style")) == (family, style) else None
+
+
+def check_fonts() -> None:
+    """RenderError naming the packages to install unless every face in FONTS is installed."""
+    missing = [(f"{family} {style}", package) for family, style, package in FONTS if font_file(family, style) is None]
+    if missing:
+        packages = " ".join(sorted({package for _, package in missing}))
+        raise RenderError(f"font {missing[0][0]} is not installed{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}, "
+                          f"and the report needs it: install {packages} (Debian/Ubuntu: apt-get install {packages}; "
+                          "macOS: brew install --cask font-dejavu)")
+
+
+@functools.lru_cache(maxsize=None)
+def math_font() -> str:
+    path = font_file(MATH_FAMILY, "Regular")
+    if path is None:
+        check_fonts()
+    return path
 
 
 # ---------------------------------------------------------------- figures, tables, references
@@ -136,8 +192,50 @@ def _grid_html(rec: dict) -> str:
 
 # ---------------------------------------------------------------- templates
 def author() -> dict[str, Any]:
-    with open(AUTHOR_FILE, "rb") as f:
-        return tomllib.load(f)
+    """author.toml, checked: name and username strings, [ai_tools] with ``used`` (true/false) and ``text``."""
+    restore = f"restore it with `git checkout -- {AUTHOR_FILE.name}`"
+    try:
+        with open(AUTHOR_FILE, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise RenderError(f"{AUTHOR_FILE} is missing; {restore} and fill in the author's name and username") from None
+    except OSError as err:
+        raise RenderError(f"cannot read {AUTHOR_FILE} ({err.strerror or err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise RenderError(f"{AUTHOR_FILE} is not valid TOML ({err}); fix it or {restore}") from None
+    tools = data.get("ai_tools")
+    for where, value, kind in (("name", data.get("name"), str), ("username", data.get("username"), str),
+                               ("[ai_tools]", tools, dict),
+                               ("ai_tools.used", (tools or {}).get("used") if isinstance(tools, dict) else None, bool),
+                               ("ai_tools.text", (tools or {}).get("text") if isinstance(tools, dict) else None, str)):
+        if not isinstance(value, kind):
+            want = {str: "a string", dict: "a table", bool: "true or false"}[kind]
+            raise RenderError(f"{AUTHOR_FILE}: {where} must be {want}, "
+                              f"{'is missing' if value is None else f'is {value!r}'}; fix it or {restore}")
+    return data
+
+
+def check_templates() -> None:
+    """RenderError naming the first template or partial (of every list in PARTIALS) that is missing or does not parse."""
+    env = environment()
+    names = [*(doc[1] for doc in DOCUMENTS), *TEMPLATES_USED,
+             *(f"{folder}/{part}.html.j2" for folder, parts in PARTIALS.items() for part in parts
+               if part in TEXT_PARTS or part in SECTIONS)]
+    for name in names:
+        try:
+            env.get_template(name)
+        except jinja2.TemplateNotFound:
+            raise RenderError(f"template templates/{name} is missing; restore it with "
+                              f"`git checkout -- templates/{name}`") from None
+        except jinja2.TemplateSyntaxError as err:
+            raise RenderError(f"template templates/{name}, line {err.lineno}: {err.message}") from None
+
+
+def check_inputs() -> None:
+    """What rendering needs besides the registry, checked before any section runs."""
+    author()
+    check_templates()
+    check_fonts()
 
 
 def environment(markdown: bool = False) -> jinja2.Environment:
@@ -201,26 +299,35 @@ class FolderFetcher(URLFetcher):
     """Serves the output folder under a fixed base URL, so that the PDF (which names embedded images
     after their URL) does not depend on where the folder lives; a missing figure stops the build."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, figures: dict[str, tuple[str, str | None]] | None = None):
         super().__init__(fail_on_errors=True, allowed_protocols={"https", "data"})
         self.folder = folder
+        self.figures = figures or {}  # figures/<file> -> (section, recorded SHA-256)
 
     def fetch(self, url, headers=None):
         if url.startswith(FIGURE_BASE):
-            path = self.folder / url[len(FIGURE_BASE):]
-            return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": mimetypes.guess_type(path.name)[0]})
+            name = url[len(FIGURE_BASE):]
+            path, (section, digest) = self.folder / name, self.figures.get(name, ("?", None))
+            rerun = f"rerun it with `python reproduce.py --only {section} --force --out {self.folder}`"
+            if not path.is_file():
+                raise FileNotFoundError(f"figure {name} of section {section} is missing from {self.folder}; {rerun}")
+            data = path.read_bytes()
+            if digest and hashlib.sha256(data).hexdigest() != digest:
+                raise ValueError(f"figure {name} of section {section} is not the one its numbers were recorded with "
+                                 f"(SHA-256 differs); {rerun}")
+            return URLFetcherResponse(url, data, {"Content-Type": mimetypes.guess_type(path.name)[0]})
         return super().fetch(url, headers)
 
 
-def pdf_bytes(html: str, folder: Path, epoch: int) -> tuple[bytes, int]:
+def pdf_bytes(html: str, folder: Path, epoch: int, figures: dict | None = None) -> tuple[bytes, int]:
     """The PDF and its page count; identical input gives identical bytes, wherever ``folder`` is."""
     with _env_var("SOURCE_DATE_EPOCH", str(epoch)):
-        document = HTML(string=html, base_url=FIGURE_BASE, url_fetcher=FolderFetcher(folder)).render()
+        document = HTML(string=html, base_url=FIGURE_BASE, url_fetcher=FolderFetcher(folder, figures)).render()
         data = document.write_pdf(pdf_identifier=b"vi-mnist-report")
     return data, len(document.pages)
 
 
-DOCUMENTS = (("report", "report.html.j2", REPORT_PARTS, ""), ("supplement", "supplement.html.j2", REPORT_PARTS, "S"),
+DOCUMENTS = (("report", "report.html.j2", REPORT_PARTS, ""), ("supplement", "supplement.html.j2", SUPPLEMENT_PARTS, "S"),
              ("companion", "companion.html.j2", COMPANION_PARTS, "C"))  # name, template, parts, figure prefix
 
 
@@ -230,12 +337,17 @@ def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None
     date = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
     pages = {}
     outputs = {}
+    figures = {fig["file"]: (section, fig.get("sha256"))
+               for section, entry in registry.get("sections", {}).items() for fig in entry["figures"].values()}
     for name, template, parts, prefix in DOCUMENTS:
-        html = render_html(template, context(registry, titles, parts=parts, courses=COMPANION_COURSES, date=date), prefix)
         try:
-            outputs[name], pages[name] = pdf_bytes(html, out, epoch)
+            html = render_html(template, context(registry, titles, parts=parts, courses=COMPANION_COURSES, date=date),
+                               prefix)
+            outputs[name], pages[name] = pdf_bytes(html, out, epoch, figures)
         except FatalURLFetchingError as err:
-            raise RenderError(f"{err.__cause__ or err}; rerun the section that made it") from None
+            raise RenderError(str(err.__cause__ or err)) from None
+        except jinja2.TemplateError as err:
+            raise RenderError(f"template error in the {name}: {err}") from None
     if pages["report"] > PAGE_BUDGET:
         raise RenderError(f"the report has {pages['report']} pages, over the brief's budget of {PAGE_BUDGET}; "
                           "nothing was written: shorten a section or move material to the supplement")

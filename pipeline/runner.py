@@ -102,7 +102,7 @@ class Runner:
         self.opts = opts
         self.stream = stream if stream is not None else sys.stderr
         self.registry = Registry(opts.out / "results.json")
-        self.store = CheckpointStore(opts.checkpoints)
+        self.store = CheckpointStore(opts.checkpoints, opts.out / "results.json")
         self.git = git_state()
         self.env = environment(opts)
         self._splits: mnist.Splits | None = None
@@ -141,9 +141,9 @@ class Runner:
         return entry["checkpoint"]["sha256"] if entry and entry.get("checkpoint") else None
 
     def status(self, name: str) -> list[str]:
-        """Why ``name`` must be rerun; empty when its results and checkpoint are fresh."""
+        """Why ``name`` must be rerun; empty when its results, figures and checkpoint are fresh."""
         entry = self.registry.entry(name)
-        reasons = stale_reasons(entry, self.key(name))
+        reasons = self.registry.problems(name) or stale_reasons(entry, self.key(name))
         if not reasons and entry.get("checkpoint"):
             try:
                 self.store.check(entry["checkpoint"])
@@ -178,7 +178,7 @@ class Runner:
         """The artifacts of an up-to-date section, from this run or from its checkpoint."""
         if name not in self._artifacts:
             try:
-                self._artifacts[name] = self.store.load(self.registry.entry(name).get("checkpoint"), self.opts.device)
+                self._artifacts[name] = self.store.load(self.registry.entry(name), name, self.opts.device)
             except CheckpointError as err:
                 self.say(name, f"warning: {err}; recomputing it")
                 self.execute(name)
@@ -202,7 +202,9 @@ class Runner:
 
     def commit(self, name, module, cfg, key: CacheKey, result, wall: float) -> None:
         """Encode everything first (a failure writes nothing), then write the figures, the checkpoint
-        and last the registry entry that points at both; only then drop the older checkpoints."""
+        and last the registry entry that points at both; only then drop the older checkpoints. The registry
+        is read again first (under the output folder's lock), so no other run's commit is lost."""
+        self.registry.reload()
         source = Path(module.__file__).resolve().relative_to(ROOT).as_posix()
         files, figures = {}, {}
         for fig_name, fig in result.figures.items():
