@@ -26,6 +26,7 @@ from pipeline import SECTIONS
 from pipeline.cache import ROOT
 
 EXIT_INTERRUPTED = {2: 130, 15: 143}  # SIGINT, SIGTERM: 128 + signal number
+SOURCES = ("experiments", "pipeline", "templates", "tests", ".git")  # folders no --out may be
 
 
 class OneLineErrors(click.Command):
@@ -168,6 +169,9 @@ def options(out, checkpoints, data_dir, device, seed, threads, smoke, force):
     out = out if out is not None else ROOT / ("report-smoke" if smoke else "report")
     if smoke and out.resolve() == (ROOT / "report").resolve():
         raise click.UsageError("--smoke never writes to report/: its numbers answer nothing; use another --out")
+    if out.resolve() in [ROOT / d for d in ("", *SOURCES)]:
+        raise click.UsageError(f"--out {out} is the repository or one of its source folders, whose README.md it would "
+                               "replace; use report/ (the default) or a folder under scratch/")
     try:
         dev = resolve_device(device)
     except DeviceError as err:
@@ -224,9 +228,9 @@ def render(opts) -> None:
     titles = {name: section_module(name).TITLE for name in SECTIONS}
     readme = ROOT / "README.md" if opts.out.resolve() == (ROOT / "report").resolve() else None
     pages = rd.build(registry, titles, opts.out, readme)
-    click.echo(f"wrote {opts.out / 'report.pdf'} ({pages['report']} pages of {rd.PAGE_BUDGET}), "
-               f"{opts.out / 'supplement.pdf'} ({pages['supplement']} pages) and {opts.out / 'companion.pdf'} "
-               f"({pages['companion']} pages)" + (f" and {readme}" if readme else ""), err=True)
+    counts = ", ".join(f"{opts.out / f'{name}.pdf'} ({n} page{'s' if n != 1 else ''}"
+                       + (f" of {rd.PAGE_BUDGET})" if name == "report" else ")") for name, n in pages.items())
+    click.echo(f"wrote {counts}" + (f" and {readme}" if readme else ""), err=True)
 
 
 def list_sections(opts) -> int:

@@ -140,10 +140,15 @@ def read(path: Path) -> dict[str, Any]:
     """The registry file's contents; an empty registry when there is none; RegistryError when unusable."""
     if not path.exists():
         return {"provenance": {}, "sections": {}}
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not a number JSON allows")
+
     try:
-        loaded = json.loads(path.read_bytes())
+        loaded = json.loads(path.read_bytes(), parse_constant=no_constants)
         if not isinstance(loaded, dict) or not isinstance(loaded.get("sections"), dict):
             raise ValueError("no 'sections' object")
+        if not all(isinstance(loaded.get(key, {}), dict) for key in ("provenance", "full_run")):
+            raise ValueError("'provenance' or 'full_run' is not an object")
     except OSError as err:
         raise RegistryError(f"cannot read {path} ({err.strerror or err}): it must be a readable file; "
                             "move it away to start a new registry") from None
@@ -195,7 +200,7 @@ class Registry:
         for fig in (entry or {}).get("figures", {}).values():
             path = self.path.parent / fig["file"]
             if not path.is_file():
-                reasons.append(f"figure {fig['file']} is missing")
+                reasons.append(f"figure {fig['file']} is {'not a file' if path.exists() else 'missing'}")
             elif "sha256" not in fig:
                 reasons.append(f"figure {fig['file']} has no recorded SHA-256 (an older registry)")
             elif sha256(path) != fig["sha256"]:

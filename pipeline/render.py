@@ -310,7 +310,8 @@ class FolderFetcher(URLFetcher):
             path, (section, digest) = self.folder / name, self.figures.get(name, ("?", None))
             rerun = f"rerun it with `python reproduce.py --only {section} --force --out {self.folder}`"
             if not path.is_file():
-                raise FileNotFoundError(f"figure {name} of section {section} is missing from {self.folder}; {rerun}")
+                state = "not a file" if path.exists() else "missing"
+                raise FileNotFoundError(f"figure {name} of section {section} is {state} in {self.folder}; {rerun}")
             data = path.read_bytes()
             if digest and hashlib.sha256(data).hexdigest() != digest:
                 raise ValueError(f"figure {name} of section {section} is not the one its numbers were recorded with "

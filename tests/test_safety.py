@@ -340,7 +340,24 @@ def test_refused_device_creates_no_output_folder(tmp_path, monkeypatch):
 
 def test_no_file_points_at_the_course_folder_layout():
     """No README, template or module header refers to ../shared/brief/, which a user's clone does not have."""
-    files = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "reproduce.py",
+    files = [ROOT / "README.md", ROOT / "reproduce.py",
              *[p for d in ("experiments", "pipeline", "templates") for p in (ROOT / d).rglob("*") if p.is_file()
                and p.suffix in (".py", ".j2", ".md")]]
     assert not [p for p in files if "shared/brief" in p.read_text()]
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"sections": {}, "provenance": "x"}', "'provenance' or 'full_run' is not an object"),
+    ('{"sections": {"sup": {"metrics": {"test_acc": NaN}}}}', "NaN is not a number JSON allows"),
+])
+def test_registry_with_nan_or_a_non_object_provenance_is_corrupt(tmp_path, text, why):
+    """A hand-edited registry with NaN (which the pipeline never writes) or a non-object provenance is corrupt, not rendered."""
+    (tmp_path / "results.json").write_text(text)
+    with pytest.raises(registry.RegistryError, match=why):
+        Registry(tmp_path / "results.json")
+
+
+@pytest.mark.parametrize("out", [".", "templates"])
+def test_the_repository_itself_is_no_output_folder(out):
+    """--out . (or a source folder) is refused: rendering there would replace the repository's README.md."""
+    assert_one_line_error(CliRunner().invoke(reproduce.cli, ["--render", "--out", str(ROOT / out)]), "source folders")
