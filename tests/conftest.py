@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
 import struct
 import sys
 from pathlib import Path
@@ -98,3 +99,12 @@ def first_run(tiny_root, tmp_path_factory):
         result = smoke(root, out, "--all")
     assert result.exit_code == 0, result.output
     return out, result
+
+
+@pytest.fixture
+def copied(first_run, tmp_path):
+    """A private copy of the first run's output and checkpoints."""
+    out, _ = first_run
+    shutil.copytree(out, tmp_path / "report")
+    shutil.copytree(out.parent / "report-ckpt", tmp_path / "report-ckpt")
+    return tmp_path / "report"

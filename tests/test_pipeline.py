@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import struct
 
-import pytest
 from click.testing import CliRunner
 
 import reproduce
@@ -14,15 +12,6 @@ from conftest import smoke
 from experiments import data as mnist
 from pipeline import figures
 from pipeline.registry import Registry
-
-
-@pytest.fixture
-def copied(first_run, tmp_path):
-    """A private copy of the first run's output and checkpoints."""
-    out, _ = first_run
-    shutil.copytree(out, tmp_path / "report")
-    shutil.copytree(out.parent / "report-ckpt", tmp_path / "report-ckpt")
-    return tmp_path / "report"
 
 
 def registry(out):

@@ -28,19 +28,6 @@ from test_render import TITLES, load
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def copied(first_run, tmp_path):
-    """A private copy of the first run's output and checkpoints."""
-    out, _ = first_run
-    shutil.copytree(out, tmp_path / "report")
-    shutil.copytree(out.parent / "report-ckpt", tmp_path / "report-ckpt")
-    return tmp_path / "report"
-
-
-def run(data, out, *args):
-    return smoke(data, out, *args)
-
-
 def states(result) -> dict[str, str]:
     lines = result.output.splitlines()[1:]
     return {line.split()[0]: line.split()[1] for line in lines if line and not line.startswith(" ")}
@@ -98,9 +85,9 @@ def test_a_changed_figure_makes_its_section_stale_and_the_rerun_restores_it(copi
     figure = copied / load(copied)["sections"]["q2"]["figures"]["samples"]["file"]
     original = figure.read_bytes()
     figure.write_bytes(original + b"\n")
-    listed = run(tiny_data, copied, "--list")
+    listed = smoke(tiny_data, copied, "--list")
     assert states(listed)["q2"] == "stale" and "is not the one recorded" in listed.output
-    rerun = run(tiny_data, copied, "--only", "q2")
+    rerun = smoke(tiny_data, copied, "--only", "q2")
     assert rerun.exit_code == 0 and "[q2] running (figure figures/q2_samples.png" in rerun.output, rerun.output
     assert figure.read_bytes() == original
 
@@ -139,7 +126,7 @@ def test_bad_author_file_is_one_line_before_training(tiny_data, tmp_path, monkey
     if text is not None:
         author.write_text(text)
     monkeypatch.setattr(render, "AUTHOR_FILE", author)
-    result = run(tiny_data, tmp_path / "out", "--all")
+    result = smoke(tiny_data, tmp_path / "out", "--all")
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "out").exists()
 
@@ -151,7 +138,7 @@ def test_missing_template_or_partial_is_one_line_before_training(tiny_data, tmp_
     shutil.copytree(render.TEMPLATES, templates)
     (templates / partial).unlink()
     monkeypatch.setattr(render, "TEMPLATES", templates)
-    assert_one_line_error(run(tiny_data, tmp_path / "out", "--only", "sup"), f"templates/{partial} is missing")
+    assert_one_line_error(smoke(tiny_data, tmp_path / "out", "--only", "sup"), f"templates/{partial} is missing")
     assert not (tmp_path / "out").exists()
 
 
@@ -188,12 +175,12 @@ def test_malformed_registry_entries_are_stale_with_their_reason_and_force_repair
     entry = load(copied)["sections"]["sup"]
     for why, change in MALFORMED.items():
         rewrite(copied, lambda data: data["sections"].update(sup=change(entry)))
-        listed = run(tiny_data, copied, "--list")
+        listed = smoke(tiny_data, copied, "--list")
         assert listed.exit_code == 0 and states(listed)["sup"] == "stale", listed.output
         assert f"why: registry entry unusable: {why}" in listed.output
-    repaired = run(tiny_data, copied, "--only", "sup", "--force")
+    repaired = smoke(tiny_data, copied, "--only", "sup", "--force")
     assert repaired.exit_code == 0, repaired.output
-    assert states(run(tiny_data, copied, "--list"))["sup"] == "fresh"
+    assert states(smoke(tiny_data, copied, "--list"))["sup"] == "fresh"
 
 
 @pytest.mark.parametrize("blocked", ["figures", "checkpoints"])
@@ -214,7 +201,7 @@ def test_results_json_that_is_a_folder_is_one_line(tiny_data, tmp_path):
     """results.json replaced by a folder is a one-line error for a run and for --list."""
     (tmp_path / "out" / "results.json").mkdir(parents=True)
     for args in (["--only", "sup"], ["--list"]):
-        assert_one_line_error(run(tiny_data, tmp_path / "out", *args), "cannot read", "results.json")
+        assert_one_line_error(smoke(tiny_data, tmp_path / "out", *args), "cannot read", "results.json")
 
 
 def test_checkpoint_replaced_by_a_folder_is_one_line_before_training(copied, tiny_data):
@@ -223,7 +210,7 @@ def test_checkpoint_replaced_by_a_folder_is_one_line_before_training(copied, tin
     path.unlink()
     path.mkdir()
     before = (copied / "results.json").read_bytes()
-    assert_one_line_error(run(tiny_data, copied, "--only", "q1"), "is a folder, not a file")
+    assert_one_line_error(smoke(tiny_data, copied, "--only", "q1"), "is a folder, not a file")
     assert (copied / "results.json").read_bytes() == before
 
 
@@ -232,7 +219,7 @@ def test_checkpoint_of_another_section_is_recomputed(copied, tiny_data):
     sections, ckpt = load(copied)["sections"], copied.parent / "report-ckpt"
     shutil.copyfile(ckpt / sections["sup"]["checkpoint"]["file"], ckpt / sections["q1"]["checkpoint"]["file"])
     rewrite(copied, lambda data: data["sections"]["q1"]["checkpoint"].update(sha256=sections["sup"]["checkpoint"]["sha256"]))
-    result = run(tiny_data, copied, "--only", "q2", "--force")
+    result = smoke(tiny_data, copied, "--only", "q2", "--force")
     assert result.exit_code == 0, result.output
     assert "holds section sup's artifacts, not q1's; recomputing it" in result.output
 
@@ -268,8 +255,8 @@ def test_list_and_verify_write_nothing_in_the_output_folder(copied, tiny_data, m
         raise AssertionError(f"tried to write in {folder}")
     monkeypatch.setattr(reproduce, "writable", refuse)
     before = sorted(p.relative_to(copied) for p in copied.rglob("*"))
-    assert run(tiny_data, copied, "--list").exit_code == 0
-    assert run(tiny_data, copied, "--verify", "--only", "sup").exit_code == 0
+    assert smoke(tiny_data, copied, "--list").exit_code == 0
+    assert smoke(tiny_data, copied, "--verify", "--only", "sup").exit_code == 0
     assert sorted(p.relative_to(copied) for p in copied.rglob("*")) == before
 
 
@@ -305,20 +292,19 @@ def test_interrupt_during_verify_says_the_registry_is_untouched(copied, tiny_dat
     def interrupted(opts, selected):
         raise interrupts.Interrupted(signal.SIGINT)
     monkeypatch.setattr(verify, "verify", interrupted)
-    result = run(tiny_data, copied, "--verify", "--only", "sup")
+    result = smoke(tiny_data, copied, "--verify", "--only", "sup")
     assert result.exit_code == 130
     assert "verification stopped" in result.stderr and "finished sections are saved" not in result.stderr
 
 
-def test_raw_file_replaced_by_a_folder_is_named(tmp_path, tiny_root, monkeypatch):
+def test_raw_file_replaced_by_a_folder_is_named(tmp_path, monkeypatch):
     """A folder where a raw MNIST file belongs is reported as a folder, not as a failed download."""
-    _, sums = tiny_root
     from experiments import data as mnist
     monkeypatch.setattr(mnist, "RAW_MD5", dict(write_mnist(tmp_path / "data")))
     raw = tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
     raw.unlink()
     raw.mkdir()
-    assert_one_line_error(run(tmp_path / "data", tmp_path / "out", "--only", "sup"), "is a folder, not the raw MNIST file")
+    assert_one_line_error(smoke(tmp_path / "data", tmp_path / "out", "--only", "sup"), "is a folder, not the raw MNIST file")
     assert not (tmp_path / "out").exists()
 
 
