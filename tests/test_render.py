@@ -123,9 +123,9 @@ def test_over_budget_report_is_an_error_and_writes_nothing(first_run, tmp_path, 
 
 
 def test_missing_figure_is_an_error(first_run, tmp_path):
-    """A figure named in the registry but missing on disk stops the build with a one-line error."""
+    """A figure named in the registry but missing on disk stops the build, naming its section and the --force command."""
     out, _ = first_run
-    with pytest.raises(render.RenderError, match="sup_curves.svg"):
+    with pytest.raises(render.RenderError, match=r"sup_curves.svg of section sup is missing .*--only sup --force"):
         render.build(load(out), TITLES, tmp_path)
 
 
