@@ -8,15 +8,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+# Font sizes are in points at print size when a figure is drawn at the width it takes on the page
+# (A4 text width: TEXT_WIDTH_IN); every label is at least 7 pt there.
+TEXT_WIDTH_IN = 180 / 25.4
 STYLE = {
     "font.family": "DejaVu Serif",
     "mathtext.fontset": "dejavuserif",
-    "font.size": 7.5,
-    "axes.titlesize": 7.5,
+    "font.size": 7.8,
+    "axes.titlesize": 7.8,
     "axes.labelsize": 7.5,
-    "legend.fontsize": 6.5,
-    "xtick.labelsize": 6.5,
-    "ytick.labelsize": 6.5,
+    "legend.fontsize": 7.0,
+    "xtick.labelsize": 7.2,
+    "ytick.labelsize": 7.2,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "lines.linewidth": 1.2,

@@ -26,7 +26,8 @@ import torch
 from . import vae
 from .contract import Context, DigitGrid, Result
 from .data import q1_picks, to_float
-from .plotting import new_figure, plot_curves, to_unit_range
+from .plotting import new_figure, to_unit_range
+from .prob import importance_log_weights, log_mean_exp
 
 SECTION = "q1"
 TITLE = "Q1: amortized VAE"
@@ -47,9 +48,12 @@ class Config:
     active_threshold: float = 0.01  # unit j is active when Var_x E_q[z_j] exceeds this
     eval_per_digit: int = 500  # images of each digit, from the training and from the validation set, evaluated every epoch
     eval_batch: int = 1000  # images per forward pass when evaluating
+    iwae_per_digit: int = 50  # images of each digit, the first of each evaluation subset, bounded with k samples at the end
+    iwae_samples: int = 100  # k, latents z ~ q_x per image in the multi-sample bounds (IWAE_k, ELBO_k)
+    iwae_batch: int = 100  # images per call of the bound; k * iwae_batch decoder outputs at once
 
 
-SMOKE = Config(epochs=2, batch_size=64, snapshot_epochs=(1, 2), eval_per_digit=20)
+SMOKE = Config(epochs=2, batch_size=64, snapshot_epochs=(1, 2), eval_per_digit=20, iwae_per_digit=2, iwae_samples=10)
 
 HEADLINE = ("val.neg_elbo", "validation -ELBO (nats)")
 TOLERANCES = {"val.neg_elbo": (1e-4, 5.0), "train.neg_elbo": (1e-4, 5.0), "gap": (1e-4, 3.0)}
@@ -60,25 +64,71 @@ def columns(rows: list[dict]) -> dict[str, list]:
     return {k: [r[k] for r in rows] for k in rows[0]}
 
 
-def overfit_numbers(train: dict[str, list], val: dict[str, list], window: int = 5) -> dict:
-    """The validation-minus-training -ELBO gap per epoch, its standard error and epoch-to-epoch jitter;
-    the trend of each curve (mean of the last ``window`` epochs minus mean of the ``window`` before) and
-    the noise of such a trend (std of the epoch-to-epoch changes of validation -ELBO / sqrt(window))."""
-    gap = [v - t for v, t in zip(val["neg_elbo"], train["neg_elbo"])]
+def difference(a: dict[str, list], b: dict[str, list]) -> tuple[list[float], list[float]]:
+    """Per epoch, mean -ELBO of subset a minus that of the disjoint subset b, and its standard error."""
+    return ([x - y for x, y in zip(a["neg_elbo"], b["neg_elbo"])],
+            [math.hypot(x, y) for x, y in zip(a["neg_elbo_se"], b["neg_elbo_se"])])
+
+
+def overfit_numbers(h: dict[str, dict[str, list]], window: int = 5) -> dict:
+    """The evidence for Q1's verdict, from the per-epoch columns ``h`` of the subsets train, val and
+    the two halves val_a, val_b of val.
+
+    gap: validation minus training -ELBO; control: the same difference between the two validation
+    halves, which neither were trained on (what "no overfitting" looks like). Both are differences
+    between fixed subsets, so they carry a fixed offset from the images drawn, known to +-2 SE.
+    Trends compare the mean of the last ``window`` epochs with the mean of the ``window`` before;
+    their standard error is std(epoch-to-epoch change) / sqrt(window).
+    """
+    gap, gap_se = difference(h["val"], h["train"])
+    control, control_se = difference(h["val_a"], h["val_b"])
     w = min(window, len(gap) // 2)
-    trend = lambda xs: float(np.mean(xs[-w:]) - np.mean(xs[-2 * w:-w])) if w else 0.0  # noqa: E731
-    noise = lambda xs: float(np.std(np.diff(xs)) / math.sqrt(w)) if w and len(xs) > 2 else 0.0  # noqa: E731
+    late = lambda xs: float(np.mean(xs[-w:])) if w else xs[-1]  # noqa: E731
+    trend = lambda xs: late(xs) - float(np.mean(xs[-2 * w:-w])) if w else 0.0  # noqa: E731
+    trend_se = lambda xs: float(np.std(np.diff(xs[-2 * w:])) / math.sqrt(w)) if w else 0.0  # noqa: E731
     return {
-        "gap": gap,
-        "gap_se": math.hypot(train["neg_elbo_se"][-1], val["neg_elbo_se"][-1]),
-        "gap_jitter": float(np.std(np.diff(gap))) if len(gap) > 2 else 0.0,
-        "gap_growth": gap[-1] - gap[0],
-        "gap_growth_relative": (gap[-1] - gap[0]) / abs(val["neg_elbo"][-1]),
+        "gap": gap, "gap_se_epochs": gap_se, "gap_se": gap_se[-1],
+        "control": control, "control_se_epochs": control_se, "control_se": control_se[-1],
+        "gap_late": late(gap), "control_late": late(control),
+        # largest |control| over the epochs: how far a gap between two held-out subsets wanders
+        "control_max": max(abs(c) for c in control),
+        "gap_relative": gap[-1] / h["val"]["neg_elbo"][-1],
         "trend_window": w,
-        "val_trend": trend(val["neg_elbo"]),
-        "train_trend": trend(train["neg_elbo"]),
-        "trend_noise": noise(val["neg_elbo"][-2 * w:]),
+        "val_trend": trend(h["val"]["neg_elbo"]), "train_trend": trend(h["train"]["neg_elbo"]),
+        "trend_se": trend_se(h["val"]["neg_elbo"]),
     }
+
+
+@torch.no_grad()
+def multi_sample_bounds(enc, dec, x: torch.Tensor, sigma_p: float, samples: int, generator: torch.Generator,
+                        batch: int) -> dict[str, torch.Tensor]:
+    """Per image of x (N, 1, 28, 28), in nats: -IWAE_k = -log (1/k) sum_i w_i (Eq. 9 with M = k, a lower
+    bound on log p(x) that tightens with k; Burda et al. 2015) and -ELBO_k = -(1/k) sum_i log w_i, the
+    ELBO averaged over the same k draws z_i ~ q_x; each (N,)."""
+    enc.eval()
+    dec.eval()
+    decode = lambda z: dec(z).flatten(1)  # noqa: E731  (n, d) -> (n, D)
+    out: dict[str, list] = {"neg_iwae": [], "neg_elbo_k": []}
+    for xb in x.split(batch):
+        mean, logvar = enc(xb)  # (B, d) each
+        log_w = importance_log_weights(xb.flatten(1), mean, logvar, decode, sigma_p, samples, samples, generator)  # (k, B)
+        out["neg_iwae"].append(-log_mean_exp(log_w))
+        out["neg_elbo_k"].append(-log_w.mean(0))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def bound_numbers(bounds: dict[str, dict[str, torch.Tensor]]) -> dict:
+    """Split means and standard errors of the multi-sample bounds, the tightening -ELBO_k - (-IWAE_k) >= 0
+    (paired per image), and the validation-minus-training gap of -IWAE_k."""
+    mean_se = lambda t: (t.mean().item(), (t.std() / math.sqrt(len(t))).item())  # noqa: E731
+    out: dict = {}
+    for name, b in bounds.items():
+        (iw, iw_se), (el, el_se), (ti, ti_se) = map(mean_se, (b["neg_iwae"], b["neg_elbo_k"], b["neg_elbo_k"] - b["neg_iwae"]))
+        out[name] = {"neg_iwae": iw, "neg_iwae_se": iw_se, "neg_elbo_k": el, "neg_elbo_k_se": el_se,
+                     "tightening": ti, "tightening_se": ti_se}
+    out["gap"] = out["val"]["neg_iwae"] - out["train"]["neg_iwae"]
+    out["gap_se"] = math.hypot(out["val"]["neg_iwae_se"], out["train"]["neg_iwae_se"])
+    return out
 
 
 def scaling_numbers(cfg: Config) -> dict:
@@ -103,23 +153,32 @@ def run(cfg: Config, ctx: Context) -> Result:
     picks = chosen.shown
     shown = {"val": x_va[picks["val"].to(ctx.device)], "train": x_tr[picks["train"].to(ctx.device)]}
     # class-balanced subsets of equal size, so that the train/validation gap compares like with like
-    subsets = {name: p.flatten() for name, p in chosen.subsets.items()}
+    subsets = {name: p.flatten() for name, p in chosen.subsets.items()}  # (10 k,), digit by digit
     evals = {name: x[subsets[name].to(ctx.device)] for name, x in (("train", x_tr), ("val", x_va))}
-    fit = vae.fit(cfg, ctx, x_tr, evals, shown)
-    train, val = columns(fit.history["train"]), columns(fit.history["val"])
+    # the control: the first and the second half of each digit's validation images
+    k = cfg.eval_per_digit
+    first = torch.arange(10 * k, device=ctx.device) % k < k // 2  # (10 k,) bool
+    fit = vae.fit(cfg, ctx, x_tr, evals, shown, parts={"val_a": ("val", first), "val_b": ("val", ~first)})
+    h = {name: columns(fit.history[name]) for name in ("train", "val", "val_a", "val_b")}
+    noise = torch.Generator().manual_seed(ctx.seed + 3)
+    bounds = {name: multi_sample_bounds(fit.encoder, fit.decoder, x[(torch.arange(10 * k) % k < cfg.iwae_per_digit).to(ctx.device)],
+                                        cfg.sigma_p, cfg.iwae_samples, noise, cfg.iwae_batch) for name, x in evals.items()}
     metrics = {
-        "train_loss_running": fit.history["train_loss_running"], "train": train, "val": val,
-        **overfit_numbers(train, val), **scaling_numbers(cfg),
+        "train_loss_running": fit.history["train_loss_running"], **h,
+        **overfit_numbers(h), "bounds": {**bound_numbers(bounds), "samples": cfg.iwae_samples, "images": 10 * cfg.iwae_per_digit},
+        **scaling_numbers(cfg),
         "snapshot_epochs": list(cfg.snapshot_epochs), "eval_images": 10 * cfg.eval_per_digit,
         "params": {"encoder": sum(p.numel() for p in fit.encoder.parameters()),
                    "generator": sum(p.numel() for p in fit.decoder.parameters())},
-        "pixel_values": vae.PIXELS * len(x_tr),
         "steps": cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size),
         "recon_error": [fit.snapshots[e]["recon_error"] for e in cfg.snapshot_epochs],
+        # mean squared error per pixel of the ten shown reconstructions G(mu(x)), per snapshot epoch
+        "shown_mse": {name: [((fit.snapshots[e]["recon"][name] - x.cpu()) ** 2).mean().item() for e in cfg.snapshot_epochs]
+                      for name, x in shown.items()},
         "shown_images": {name: getattr(ctx.data, name).index[p].tolist() for name, p in picks.items()},
         "timing": {"epoch_s": fit.epoch_s, "mean_epoch_s": sum(fit.epoch_s) / len(fit.epoch_s)},
     }
-    figures = {"loss": loss_figure(fit.history["train_loss_running"], train, val, metrics["gap"])}
+    figures = {"loss": loss_figure(fit.history["train_loss_running"], metrics)}
     for name in ("val", "train"):
         recons = {e: s["recon"][name] for e, s in fit.snapshots.items()}
         figures[f"recon_{name}"] = recon_grid(shown[name], recons, cfg)
@@ -139,14 +198,40 @@ def recon_grid(images: torch.Tensor, recons: dict[int, torch.Tensor], cfg: Confi
                      ("original", *(f"epoch {e}" for e in cfg.snapshot_epochs)), tuple(map(str, range(10))))
 
 
-def loss_figure(running: list[float], train: dict, val: dict, gap: list[float]):
-    """(a) the brief's loss, (b) its two parts, (c) the gap of the true -ELBO, per epoch."""
-    fig, (a, b, c) = new_figure(3, width_in=6.9, height_in=1.85)
-    plot_curves(a, {"train": train["loss"], "validation": val["loss"], "train (running)": running}, ylabel="loss (Eq. 5)")
-    plot_curves(b, {"MSE train": train["mse"], "MSE val": val["mse"], "KL train": train["kl"], "KL val": val["kl"]},
-                ylabel="per pixel / per dimension")
-    plot_curves(c, {"validation \u2212 training": gap}, ylabel="\u2212ELBO gap (nats / image)")
-    c.axhline(0.0, color="0.5", linewidth=0.6)
-    for ax, title in zip((a, b, c), ("(a) loss = MSE + KL", "(b) its two parts", "(c) true \u2212ELBO, val \u2212 train")):
+TRAIN = {"color": "C0", "linestyle": "-"}  # training subset: a line
+VAL = {"color": "C1", "linestyle": "none", "marker": "o", "markerfacecolor": "white", "markersize": 3.2}  # validation: open circles
+
+
+def loss_figure(running: list[float], m: dict):
+    """(a) the brief's loss, (b) its two parts, (c) the validation-minus-training gap of the true
+    -ELBO with its control, both +-2 SE, (d) active latent units."""
+    fig, (a, b, c, d) = new_figure(4, width_in=7.0, height_in=2.05)
+    ep = np.arange(1, len(running) + 1)
+    tr, va = m["train"], m["val"]
+    a.plot(ep, tr["loss"], label="train", **TRAIN)
+    a.plot(ep, va["loss"], label="validation", **VAL)
+    a.plot(ep, running, color="0.45", linestyle=":", label="train, running")
+    a.set_ylabel("loss (Eq. 5)")
+    b.plot(ep, tr["mse"], label="MSE train", **TRAIN)
+    b.plot(ep, va["mse"], label="MSE val", **VAL)
+    b.plot(ep, tr["kl"], label="KL train", **{**TRAIN, "color": "C2"})
+    b.plot(ep, va["kl"], label="KL val", **{**VAL, "color": "C3", "marker": "s"})
+    b.set_ylabel("per pixel / per latent dim.")
+    for key, label, style in (("gap", "val \u2212 train", TRAIN), ("control", "val half A \u2212 half B", {"color": "C2", "linestyle": "--"})):
+        mid, se = np.array(m[key]), 2 * np.array(m[f"{key}_se_epochs"])
+        c.fill_between(ep, mid - se, mid + se, color=style["color"], alpha=0.15, linewidth=0)
+        c.plot(ep, mid, label=label, **style)
+    c.axhline(0.0, color="0.4", linewidth=0.6)
+    c.set_ylabel("\u2212ELBO difference (nats)")
+    d.plot(ep, tr["active_units"], label="active, train", **TRAIN)
+    d.plot(ep, va["active_units"], label="active, val", **VAL)
+    d.plot(ep, tr["kl_units_90"], label="hold 90% of KL", color="C2", linestyle="--")
+    d.set_ylabel("latent units")
+    d.set_ylim(0, None)
+    for ax, title in zip((a, b, c, d), ("(a) loss = MSE + KL", "(b) its two parts", "(c) gap and control, \u00b12 SE",
+                                        "(d) latent units in use")):
         ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3, linewidth=0.5)
+        ax.legend(frameon=False, handlelength=1.6)
     return fig

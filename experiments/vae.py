@@ -157,15 +157,18 @@ class Fit:
     epoch_s: list[float]
 
 
-def fit(cfg, ctx, x_train: torch.Tensor, evals: dict[str, torch.Tensor], shown: dict[str, torch.Tensor]) -> Fit:
+def fit(cfg, ctx, x_train: torch.Tensor, evals: dict[str, torch.Tensor], shown: dict[str, torch.Tensor],
+        parts: dict[str, tuple[str, torch.Tensor]] | None = None) -> Fit:
     """Train on x_train for cfg.epochs; evaluate every split of ``evals`` after every epoch; at
     cfg.snapshot_epochs keep the generator, the reconstructions of ``shown`` (name -> (10, 1, 28, 28))
-    and the reconstruction error over the whole of x_train.
+    and the reconstruction error over the whole of x_train. ``parts`` (name -> (split of ``evals``,
+    positions)) are summarised from the same per-image terms, at no extra forward pass.
     """
+    parts = parts or {}
     enc, dec = build(**arch(cfg), device=ctx.device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.lr)
     generator = torch.Generator().manual_seed(ctx.seed)
-    history: dict[str, list] = {"train_loss_running": [], **{name: [] for name in evals}}
+    history: dict[str, list] = {"train_loss_running": [], **{name: [] for name in (*evals, *parts)}}
     snapshots, epoch_s = {}, []
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
@@ -176,6 +179,8 @@ def fit(cfg, ctx, x_train: torch.Tensor, evals: dict[str, torch.Tensor], shown: 
         for name, x in evals.items():
             terms = per_image(enc, dec, x, cfg.sigma_p, ctx.seed + 1, cfg.eval_batch)
             history[name].append(summarize(terms, cfg.kl_weight, cfg.active_threshold))
+            for part, (_, idx) in ((p, v) for p, v in parts.items() if v[0] == name):
+                history[part].append(summarize({k: t[idx] for k, t in terms.items()}, cfg.kl_weight, cfg.active_threshold))
         if epoch in cfg.snapshot_epochs:
             snapshots[epoch] = {
                 "decoder": {k: v.detach().cpu().clone() for k, v in dec.state_dict().items()},

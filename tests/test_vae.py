@@ -58,3 +58,35 @@ def test_prior_latents_are_fixed_by_the_seed_alone():
     """vae.prior_latents: the same seed gives the same standard-normal draws, another seed others."""
     a, b, c = vae.prior_latents(10, 200, 0), vae.prior_latents(10, 200, 0), vae.prior_latents(10, 200, 1)
     assert a.shape == (10, 200) and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_fit_summarises_parts_from_the_same_per_image_terms():
+    """A part that covers a whole split repeats its summary; two equal halves average to the split's -ELBO."""
+    seed_everything(0)
+    g = torch.Generator().manual_seed(0)
+    cfg = dataclasses.replace(q1_vae.Config(), latent_dim=8, channels=8, epochs=1, batch_size=32, snapshot_epochs=())
+    ctx = Context(data=None, device=torch.device("cpu"), seed=0, progress=Progress("t", io.StringIO()), require=dict)
+    half = torch.arange(64) % 2 == 0
+    parts = {"all": ("val", torch.ones(64, dtype=torch.bool)), "a": ("val", half), "b": ("val", ~half)}
+    h = vae.fit(cfg, ctx, synthetic(64, g), {"val": synthetic(64, g)}, {}, parts).history
+    assert h["all"] == h["val"]
+    assert abs((h["a"][0]["neg_elbo"] + h["b"][0]["neg_elbo"]) / 2 - h["val"][0]["neg_elbo"]) < 1e-3
+
+
+def test_multi_sample_bound_is_the_elbo_for_one_sample_and_tighter_for_many():
+    """-IWAE_k equals -ELBO_k for k = 1 and lies at or below it, image by image, for k = 20."""
+    enc, dec = vae.build(8, 8, (-1.0, 1.0), torch.device("cpu"))
+    x = synthetic(12, torch.Generator().manual_seed(1))
+    one = q1_vae.multi_sample_bounds(enc, dec, x, 0.4, 1, torch.Generator().manual_seed(0), 5)
+    many = q1_vae.multi_sample_bounds(enc, dec, x, 0.4, 20, torch.Generator().manual_seed(0), 5)
+    assert torch.allclose(one["neg_iwae"], one["neg_elbo_k"], atol=1e-3)
+    assert torch.all(many["neg_iwae"] <= many["neg_elbo_k"] + 1e-4)
+
+
+def test_overfit_numbers_take_differences_of_the_right_subsets():
+    """gap = val - train and control = val_a - val_b per epoch, with standard errors added in quadrature."""
+    col = lambda *v: {"neg_elbo": list(v), "neg_elbo_se": [3.0] * len(v)}  # noqa: E731
+    h = {"train": col(10.0, 8.0), "val": col(11.0, 10.0), "val_a": col(12.0, 9.0), "val_b": col(10.0, 11.0)}
+    m = q1_vae.overfit_numbers(h, window=1)
+    assert m["gap"] == [1.0, 2.0] and m["control"] == [2.0, -2.0] and m["control_max"] == 2.0
+    assert abs(m["gap_se"] - 18 ** 0.5) < 1e-12 and m["val_trend"] == -1.0 and m["train_trend"] == -2.0
