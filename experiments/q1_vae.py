@@ -89,9 +89,8 @@ def overfit_numbers(h: dict[str, dict[str, list]], window: int = 5) -> dict:
     return {
         "gap": gap, "gap_se_epochs": gap_se, "gap_se": gap_se[-1],
         "control": control, "control_se_epochs": control_se, "control_se": control_se[-1],
+        # averages over the last ``window`` epochs: how far a difference between fixed subsets has drifted
         "gap_late": late(gap), "control_late": late(control),
-        # largest |control| over the epochs: how far a gap between two held-out subsets wanders
-        "control_max": max(abs(c) for c in control),
         "gap_relative": gap[-1] / h["val"]["neg_elbo"][-1],
         "trend_window": w,
         "val_trend": trend(h["val"]["neg_elbo"]), "train_trend": trend(h["train"]["neg_elbo"]),
@@ -205,7 +204,7 @@ VAL = {"color": "C1", "linestyle": "none", "marker": "o", "markerfacecolor": "wh
 def loss_figure(running: list[float], m: dict):
     """(a) the brief's loss, (b) its two parts, (c) the validation-minus-training gap of the true
     -ELBO with its control, both +-2 SE, (d) active latent units."""
-    fig, (a, b, c, d) = new_figure(4, width_in=7.0, height_in=2.05)
+    fig, (a, b, c, d) = new_figure(4, width_in=7.0, height_in=1.85)
     ep = np.arange(1, len(running) + 1)
     tr, va = m["train"], m["val"]
     a.plot(ep, tr["loss"], label="train", **TRAIN)
@@ -233,5 +232,6 @@ def loss_figure(running: list[float], m: dict):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, linewidth=0.5)
-        ax.legend(frameon=False, handlelength=1.6)
+    for ax, where in zip((a, b, c, d), ("upper right", "center right", "lower right", "lower left")):
+        ax.legend(frameon=False, handlelength=1.6, loc=where)
     return fig

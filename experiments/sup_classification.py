@@ -169,16 +169,17 @@ def run(cfg: Config, ctx: Context) -> Result:
 
 def curves_figure(hist: dict):
     """Two panels: losses (validation, and training alongside) and validation accuracy per epoch."""
-    fig, (ax_loss, ax_acc) = new_figure(2, width_in=0.6 * TEXT_WIDTH_IN, height_in=1.9)  # printed at 60% of the text width
+    fig, (ax_loss, ax_acc) = new_figure(2, width_in=0.6 * TEXT_WIDTH_IN, height_in=1.6)  # printed at 60% of the text width
     plot_curves(ax_loss, {"validation": hist["val_loss"], "training (running)": hist["train_loss"]},
-                ylabel="cross-entropy (nats, log scale)")
+                ylabel="cross-entropy (nats)")
     ax_loss.set_yscale("log")
     ax_loss.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax_loss.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax_loss.yaxis.set_minor_formatter(NullFormatter())
     plot_curves(ax_acc, {"validation": [100 * a for a in hist["val_acc"]]}, ylabel="accuracy (%)")
-    ax_loss.set_title("(a) average loss per epoch")
-    ax_acc.set_title("(b) validation accuracy per epoch")
+    ax_loss.legend(frameon=False, loc="upper right", handlelength=1.6)
+    ax_loss.set_title("(a) average loss, log scale")
+    ax_acc.set_title("(b) validation accuracy")
     return fig
 
 

@@ -88,5 +88,5 @@ def test_overfit_numbers_take_differences_of_the_right_subsets():
     col = lambda *v: {"neg_elbo": list(v), "neg_elbo_se": [3.0] * len(v)}  # noqa: E731
     h = {"train": col(10.0, 8.0), "val": col(11.0, 10.0), "val_a": col(12.0, 9.0), "val_b": col(10.0, 11.0)}
     m = q1_vae.overfit_numbers(h, window=1)
-    assert m["gap"] == [1.0, 2.0] and m["control"] == [2.0, -2.0] and m["control_max"] == 2.0
+    assert m["gap"] == [1.0, 2.0] and m["control"] == [2.0, -2.0] and m["control_late"] == -2.0
     assert abs(m["gap_se"] - 18 ** 0.5) < 1e-12 and m["val_trend"] == -1.0 and m["train_trend"] == -2.0
