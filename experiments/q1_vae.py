@@ -138,6 +138,8 @@ def scaling_numbers(cfg: Config) -> dict:
     return {
         "pixels": vae.PIXELS,
         "effective_kl_weight": vae.effective_kl_weight(cfg.sigma_p, cfg.latent_dim, cfg.kl_weight),
+        # Eq. 7 as printed is 2 KL_j + log sigma_j: taken literally it doubles the KL weight
+        "effective_kl_weight_eq7_literal": 2 * vae.effective_kl_weight(cfg.sigma_p, cfg.latent_dim, cfg.kl_weight),
         "effective_sigma": sigma,
         "effective_sigma_unit_range": sigma / (hi - lo),
         "density_shift_unit_range": vae.density_shift(cfg.pixel_range),
