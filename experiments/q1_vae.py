@@ -228,12 +228,12 @@ def loss_figure(running: list[float], m: dict):
     d.plot(ep, va["active_units"], label="active, val", **VAL)
     d.plot(ep, tr["kl_units_90"], label="hold 90% of KL", color="C2", linestyle="--")
     d.set_ylabel("latent units")
-    d.set_ylim(0, None)
+    d.set_ylim(0, 1.3 * max(tr["active_units"] + va["active_units"]))  # headroom for the legend
     for ax, title in zip((a, b, c, d), ("(a) loss = MSE + KL", "(b) its two parts", "(c) gap and control, \u00b12 SE",
                                         "(d) latent units in use")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, linewidth=0.5)
-    for ax, where in zip((a, b, c, d), ("upper right", "center right", "lower right", "lower left")):
+    for ax, where in zip((a, b, c, d), ("upper right", "upper right", "lower right", "upper right")):
         ax.legend(frameon=False, handlelength=1.6, loc=where)
     return fig
