@@ -6,9 +6,12 @@ did the auto-encoder overfit?
 
 Method: encoder S(x) -> (mu, r = log sigma^2) and generator G(z) (``models.py``), trained with the
 brief's Eq. 5 and its aggregation (pixel-averaged MSE plus dimension-averaged exact KL), Adam.
-Every epoch both the training subset and the validation set are evaluated with fixed noise: the
-brief's loss and its parts, the true negative ELBO of p(x|z) = N(G(z), sigma_p^2 I) in nats, the
-KL in nats and the number of active latent units. Pixels are scaled to [-1, 1], the course
+Every epoch class-balanced subsets of the training and validation sets (``data.q1_picks``) are
+evaluated with one fixed z ~ q_x per image: the brief's loss and its parts, the true negative ELBO
+of p(x|z) = N(G(z), sigma_p^2 I) in nats with its standard error, the KL in nats and the active
+latent units. The overfitting evidence is the validation-minus-training -ELBO gap beside a control,
+the same difference between two halves of the validation subset (no extra forward pass); after
+the last epoch, IWAE_k and ELBO_k with k = 100 latents per image on part of both subsets. Pixels are scaled to [-1, 1], the course
 skeleton's normalisation: relative to [0, 1] it quadruples the squared error against the KL term,
 which the brief's aggregation already over-weights by 12.25 (see ``vae.py``), so fewer latent units
 collapse. Reconstructions are decoder means G(mu(x)).
@@ -228,7 +231,7 @@ def loss_figure(running: list[float], m: dict):
     d.plot(ep, va["active_units"], label="active, val", **VAL)
     d.plot(ep, tr["kl_units_90"], label="hold 90% of KL", color="C2", linestyle="--")
     d.set_ylabel("latent units")
-    d.set_ylim(0, 1.3 * max(tr["active_units"] + va["active_units"]))  # headroom for the legend
+    d.set_ylim(0, 1.8 * max(tr["active_units"] + va["active_units"] + [1]))  # headroom for the legend
     for ax, title in zip((a, b, c, d), ("(a) loss = MSE + KL", "(b) its two parts", "(c) gap and control, \u00b12 SE",
                                         "(d) latent units in use")):
         ax.set_title(title)
