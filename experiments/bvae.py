@@ -17,7 +17,7 @@ import torch
 
 from .data import batches
 from .models import MLPDecoder, MLPEncoder
-from .plotting import new_figure
+from .plotting import new_figure, plot_curves
 from .prob import (bernoulli_log_prob, bernoulli_log_prob_pairs, diag_gaussian_log_prob, kl_to_standard_normal,
                    log_weights, reparameterize, standard_normal_log_prob)
 from .runtime import map_batches
@@ -103,6 +103,18 @@ def fit(cfg, ctx, x_train: torch.Tensor, x_eval: torch.Tensor):
         ctx.progress.note(f"epoch {epoch}/{cfg.epochs}: training ELBO {history['train_elbo_running'][-1]:.1f}, "
                           f"held-out ELBO {history['eval_elbo'][-1]:.1f} nats ({history['epoch_s'][-1]:.1f}s)")
     return enc, dec, history
+
+
+def curves_figure(history: dict):
+    """The ELBO per epoch of ``fit``: the running training average and the held-out images."""
+    fig, (ax,) = new_figure(1, 3.2, 2.0)
+    plot_curves(ax, {"training (running)": history["train_elbo_running"], "test (first 2,000)": history["eval_elbo"]}, "ELBO (nats)")
+    return fig
+
+
+def mean_se(values: torch.Tensor) -> tuple[float, float]:
+    """The mean of per-image values and its standard error."""
+    return values.mean().item(), (values.std() / len(values) ** 0.5).item()
 
 
 # ---------------------------------------------------------------- the latent plane

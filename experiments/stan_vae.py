@@ -18,7 +18,6 @@ Rerun: ``python reproduce.py --only stan_vae``
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,6 @@ import torch
 from . import bvae
 from .contract import Context, DigitGrid, Result
 from .data import binarize
-from .plotting import new_figure, plot_curves
 
 SECTION = "stan_vae"
 TITLE = "Stanford STATS305C: amortized inference with a 2-D MLP VAE"
@@ -67,7 +65,8 @@ def ranks(v: torch.Tensor) -> torch.Tensor:
     return r
 
 
-def overlap(z_test: torch.Tensor, y_test: torch.Tensor, z_ref: torch.Tensor, y_ref: torch.Tensor, x_ref: torch.Tensor, k: int) -> dict:
+def overlap(z_test: torch.Tensor, y_test: torch.Tensor, z_ref: torch.Tensor, y_ref: torch.Tensor, x_ref: torch.Tensor,
+            k: int) -> dict:
     """Which digits overlap in the latent plane (k-NN confusion) and whether they look alike (pixel cosine)."""
     nearest = torch.cdist(z_test, z_ref).topk(k, largest=False).indices  # (N, k)
     votes = torch.nn.functional.one_hot(y_ref[nearest], 10).sum(1)  # (N, 10)
@@ -110,16 +109,13 @@ def run(cfg: Config, ctx: Context) -> Result:
     interp = DigitGrid(bvae.decode_means(dec, bvae.interpolate(ends[0], ends[1], cfg.steps)),
                        tuple(f"pair {p + 1}" for p in range(cfg.pairs)),
                        tuple(f"t={t:.2f}" for t in torch.linspace(0, 1, cfg.steps).tolist()))
-    curves, (ax,) = new_figure(1, 3.2, 2.0)
-    plot_curves(ax, {"training (running)": history["train_elbo_running"], "test (first 2,000)": history["eval_elbo"]}, "ELBO (nats)")
     metrics = {
         "history": history, "epochs": cfg.epochs, "n_train": len(x_train), "n_test": len(x_test),
-        "train_elbo": train_elbo.mean().item(), "test_elbo": test_elbo.mean().item(),
-        "train_elbo_se": (train_elbo.std() / math.sqrt(len(train_elbo))).item(),
-        "test_elbo_se": (test_elbo.std() / math.sqrt(len(test_elbo))).item(),
+        **dict(zip(("train_elbo", "train_elbo_se"), bvae.mean_se(train_elbo))),
+        **dict(zip(("test_elbo", "test_elbo_se"), bvae.mean_se(test_elbo))),
         "train_s": sum(history["epoch_s"]), "epoch_s_mean": float(np.mean(history["epoch_s"])),
         "latent": lat,
     }
-    figures = {"curves": curves, "samples": samples, "interpolations": interp,
+    figures = {"curves": bvae.curves_figure(history), "samples": samples, "interpolations": interp,
                "latent": bvae.latent_figure(z_test, y_test, "encoder means, test images")}
     return Result(metrics, figures)

@@ -99,7 +99,8 @@ def run(cfg: Config, ctx: Context) -> Result:
     eps2 = torch.randn(cfg.closed_estimates, 1, generator=gen, dtype=torch.float64)
     square = lambda z: (z ** 2).sum(-1)  # noqa: E731
     closed = {
-        "score function": {**summary(score_function_grads(square, m, lv, eps2)[:, 0]), "exact_var": mu ** 4 / s ** 2 + 14 * mu ** 2 + 15 * s ** 2},
+        "score function": {**summary(score_function_grads(square, m, lv, eps2)[:, 0]),
+                           "exact_var": mu ** 4 / s ** 2 + 14 * mu ** 2 + 15 * s ** 2},
         "reparameterisation": {**summary(reparameterization_grads(square, m, lv, eps2)[:, 0]), "exact_var": 4 * s ** 2},
     }
 

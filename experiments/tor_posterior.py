@@ -65,7 +65,7 @@ def moments(points: torch.Tensor, log_post: torch.Tensor, cell: float) -> tuple[
     return mean, sd
 
 
-def local_grid(centres: list[tuple[torch.Tensor, torch.Tensor]], window_sd: float, n: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def local_grid(centres: list[tuple[torch.Tensor, torch.Tensor]], window_sd: float, n: int):
     """A square grid (n^2, 2) covering mean +- window_sd * sd of each (mean, sd) (2,) pair; its axes and cell area."""
     low = torch.stack([m - window_sd * s for m, s in centres]).min(0).values
     high = torch.stack([m + window_sd * s for m, s in centres]).max(0).values
@@ -97,8 +97,16 @@ def contour(ax, points: torch.Tensor, n: int, log_density: torch.Tensor, colour:
     """Contours of a density on the grid at 10%, 30%, 50%, 70% and 90% of its maximum."""
     z1, z2 = points[:, 0].reshape(n, n), points[:, 1].reshape(n, n)
     dens = (log_density - log_density.max()).exp().reshape(n, n)
-    ax.contour(z1.numpy(), z2.numpy(), dens.numpy(), levels=[0.1, 0.3, 0.5, 0.7, 0.9], colors=colour, linestyles=style, linewidths=0.7)
+    ax.contour(z1.numpy(), z2.numpy(), dens.numpy(), levels=[0.1, 0.3, 0.5, 0.7, 0.9], colors=colour, linestyles=style,
+               linewidths=0.7)
     ax.plot([], [], color=colour, linestyle=style, linewidth=0.7, label=label)
+
+
+@torch.no_grad()
+def elbo_of(dec, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, cfg: Config, gen, pixels: slice = slice(None)) -> float:
+    """Monte Carlo ELBO of one image x (1, 784) under q = N(mean, diag exp(logvar)), each (d,)."""
+    log_w = log_weights(mean.unsqueeze(0), logvar.unsqueeze(0), bvae.log_joint(dec, x, pixels), cfg.elbo_samples, 500, gen)
+    return log_w.mean().item()
 
 
 def run(cfg: Config, ctx: Context) -> Result:
@@ -124,17 +132,18 @@ def run(cfg: Config, ctx: Context) -> Result:
     for i in range(len(shown)):
         centres = [(post_mean[i], post_sd[i]), (mean[i], (0.5 * logvar[i]).exp()), (svi_mean[i], (0.5 * svi_logvar[i]).exp())]
         points, log_post, log_p, _ = posterior_on_window(dec, x[i:i + 1], centres, cfg)
-        with torch.no_grad():
-            elbos = [log_weights(mu.unsqueeze(0), lv.unsqueeze(0), bvae.log_joint(dec, x[i:i + 1]), cfg.elbo_samples, 500, gen).mean().item()
-                     for mu, lv in ((mean[i], logvar[i]), (svi_mean[i], svi_logvar[i]))]
+        elbos = [elbo_of(dec, x[i:i + 1], mu, lv, cfg, gen) for mu, lv in ((mean[i], logvar[i]), (svi_mean[i], svi_logvar[i]))]
         rows.append({"image": shown[i] + 1, "digit": int(y[i]), "log_p": log_p.item(), "elbo_enc": elbos[0], "elbo_svi": elbos[1],
-                     "kl_enc": grid_kl(points, log_post, mean[i], logvar[i]), "kl_svi": grid_kl(points, log_post, svi_mean[i], svi_logvar[i]),
+                     "kl_enc": grid_kl(points, log_post, mean[i], logvar[i]),
+                     "kl_svi": grid_kl(points, log_post, svi_mean[i], svi_logvar[i]),
                      "kl_enc_check": log_p.item() - elbos[0], "kl_svi_check": log_p.item() - elbos[1],
-                     "amortization_gap": elbos[1] - elbos[0], "q_sd": (0.5 * logvar[i]).exp().tolist(), "post_sd": post_sd[i].tolist()})
+                     "amortization_gap": elbos[1] - elbos[0], "q_sd": (0.5 * logvar[i]).exp().tolist(),
+                     "post_sd": post_sd[i].tolist()})
         ax = axes[i]
         contour(ax, points, cfg.window_points, log_post, "black", "solid", "p(z|x)")
-        contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, mean[i], logvar[i]), "C3", "dashed", "q(z|x), encoder")
-        contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, svi_mean[i], svi_logvar[i]), "C0", "dotted", "q, SVI")
+        for mu, lv, colour, style, label in ((mean[i], logvar[i], "C3", "dashed", "q(z|x), encoder"),
+                                             (svi_mean[i], svi_logvar[i], "C0", "dotted", "q, SVI")):
+            contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, mu, lv), colour, style, label)
         ax.set_title(f"test image {shown[i] + 1} (digit {int(y[i])})")
         ax.set_xlabel("$z_1$")
         ax.set_aspect("equal", adjustable="datalim")
@@ -153,15 +162,17 @@ def run(cfg: Config, ctx: Context) -> Result:
     top_fig, top_axes = new_figure(len(xt), 1.9 * len(xt), 2.0)
     top_rows, images = [], []
     for j in range(len(xt)):
-        centres = [(m, s) for m, s in zip(*moments(grid_points, log_top[j:j + 1], cell))] + [(top_mean[j], (0.5 * top_logvar[j]).exp())]
+        centres = [(m[0], s[0]) for m, s in [moments(grid_points, log_top[j:j + 1], cell)]]
+        centres.append((top_mean[j], (0.5 * top_logvar[j]).exp()))
         points, log_post, log_p, _ = posterior_on_window(dec, xt[j:j + 1], centres, cfg, top)
-        with torch.no_grad():
-            elbo = log_weights(top_mean[j:j + 1], top_logvar[j:j + 1], bvae.log_joint(dec, xt[j:j + 1], top), cfg.elbo_samples, 500, gen).mean().item()
-        top_rows.append({"image": cfg.top_images[j] + 1, "digit": int(y_all[cfg.top_images[j]]), "log_p_top": log_p.item(), "log_p_top_coarse": log_p_top[j].item(),
-                         "elbo_svi": elbo, "kl_svi": grid_kl(points, log_post, top_mean[j], top_logvar[j]), "kl_svi_check": log_p.item() - elbo})
+        elbo = elbo_of(dec, xt[j:j + 1], top_mean[j], top_logvar[j], cfg, gen, top)
+        top_rows.append({"image": cfg.top_images[j] + 1, "digit": int(y_all[cfg.top_images[j]]), "log_p_top": log_p.item(),
+                         "log_p_top_coarse": log_p_top[j].item(), "elbo_svi": elbo,
+                         "kl_svi": grid_kl(points, log_post, top_mean[j], top_logvar[j]), "kl_svi_check": log_p.item() - elbo})
         ax = top_axes[j]
         contour(ax, points, cfg.window_points, log_post, "black", "solid", "p(z | top half)")
-        contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, top_mean[j], top_logvar[j]), "C0", "dotted", "q, SVI")
+        contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, top_mean[j], top_logvar[j]), "C0", "dotted",
+                "q, SVI")
         ax.set_title(f"top half of test image {cfg.top_images[j] + 1}")
         ax.set_xlabel("$z_1$")
         ax.set_aspect("equal", adjustable="datalim")

@@ -13,7 +13,8 @@ the 10,000 test images, batches of 100, Adam, the Monte Carlo ELBO without the c
 (``bvae.negative_elbo_batch``). log p(x) = log of the sum over grid points of p(x, z_g) dA
 (``prob.grid_log_integral``, midpoint rule) on [-6, 6]^2 with spacing 0.1 (the course's [-4, 4]^2 cuts
 off posteriors of this model: its encoder means reach beyond 4), checked against a grid of half the
-spacing and by the posterior mass in the grid's outermost ring; importance sampling draws from q(z|x) (``prob.log_weights``, ``log_mean_exp``).
+spacing and by the posterior mass in the grid's outermost ring; importance sampling draws from
+q(z|x) (``prob.log_weights``, ``log_mean_exp``).
 Fewer epochs than the course's 200, to keep the companion within its time budget (the number is in
 the config and in the text).
 
@@ -30,7 +31,7 @@ import torch
 from . import bvae
 from .contract import Context, DigitGrid, Result
 from .data import binarize, pick_per_digit
-from .plotting import MARKERS, new_figure, plot_curves
+from .plotting import MARKERS, new_figure
 from .prob import bernoulli_sample, gaussian_sample, grid_log_integral, log_mean_exp, log_weights
 
 SECTION = "tor_vae"
@@ -195,10 +196,8 @@ def run(cfg: Config, ctx: Context) -> Result:
     metrics = {
         "history": history,
         "epochs": cfg.epochs,
-        "train_elbo": train_elbo.mean().item(),
-        "test_elbo": test_elbo.mean().item(),
-        "train_elbo_se": (train_elbo.std() / math.sqrt(len(train_elbo))).item(),
-        "test_elbo_se": (test_elbo.std() / math.sqrt(len(test_elbo))).item(),
+        **dict(zip(("train_elbo", "train_elbo_se"), bvae.mean_se(train_elbo))),
+        **dict(zip(("test_elbo", "test_elbo_se"), bvae.mean_se(test_elbo))),
         "test_logp_grid": test_logp.mean().item(),
         "test_gap_mean": (test_logp - test_elbo).mean().item(),
         "test_edge_mass_max": test_edge.max().item(),
@@ -207,9 +206,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         "check": check, "check_digits": y_check.tolist(),
         "train_s": sum(history["epoch_s"]),
     }
-    curves, (ax,) = new_figure(1, 3.2, 2.0)
-    plot_curves(ax, {"training (running)": history["train_elbo_running"], "test (first 2,000)": history["eval_elbo"]}, "ELBO (nats)")
-    figures = {"curves": curves, "loglik": loglik_figure(check, cfg.is_samples),
+    figures = {"curves": bvae.curves_figure(history), "loglik": loglik_figure(check, cfg.is_samples),
                "latent": bvae.latent_figure(bvae.encode_means(enc, x_train), full.y[:cfg.n_train], "encoder means, training images"),
                **image_figures(cfg, ctx, enc, dec, x_test, y_test)}
     return Result(metrics, figures, bvae.checkpoint(cfg, enc, dec))
