@@ -190,6 +190,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     metrics = {
         "posteriors": rows, "top": top_rows,
         "kl_enc_mean": float(np.mean([r["kl_enc"] for r in rows])),
+        "kl_enc_median": float(np.median([r["kl_enc"] for r in rows])),
         "kl_svi_mean": float(np.mean([r["kl_svi"] for r in rows])),
         "amortization_gap_mean": float(np.mean([r["amortization_gap"] for r in rows])),
         "gap_mean": float(np.mean([r["log_p"] - r["elbo_enc"] for r in rows])),

@@ -183,7 +183,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     full = ctx.data.full_train
     x_train = binarize(full.x[:cfg.n_train]).flatten(1).to(ctx.device)
     x_test, y_test = binarize(ctx.data.test.x[:cfg.n_test]).flatten(1).to(ctx.device), ctx.data.test.y[:cfg.n_test]
-    enc, dec, history = bvae.fit(cfg, ctx, x_train, x_test[:2000])
+    enc, dec, history, epoch_s = bvae.fit(cfg, ctx, x_train, x_test[:2000])
     enc, dec = enc.cpu().eval(), dec.cpu().eval()
     x_train, x_test = x_train.cpu(), x_test.cpu()
     gen = torch.Generator().manual_seed(ctx.seed + cfg.stream)
@@ -204,7 +204,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         "test_edge_mass_over_1e-3": int((test_edge > 1e-3).sum()),
         "n_train": len(x_train), "n_test": len(x_test),
         "check": check, "check_digits": y_check.tolist(),
-        "train_s": sum(history["epoch_s"]),
+        "timing": {"train_s": sum(epoch_s), "epoch_s": epoch_s},
     }
     figures = {"curves": bvae.curves_figure(history), "loglik": loglik_figure(check, cfg.is_samples),
                "latent": bvae.latent_figure(bvae.encode_means(enc, x_train), full.y[:cfg.n_train], "encoder means, training images"),
