@@ -204,6 +204,11 @@ def reparameterization_grads(f: Callable[[torch.Tensor], torch.Tensor], mean: to
     return grad
 
 
+def bernoulli_score(b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """d/dl log Bernoulli(b; sigmoid(l)) = b - sigmoid(l), elementwise: the score of a Bernoulli in its logit."""
+    return b - torch.sigmoid(logits)
+
+
 def binary_concrete_sample(logits: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
     """The continuous relaxation of b ~ Bernoulli(sigmoid(logits)) (binary Concrete, Maddison et al. 2017;
     Gumbel-softmax, Jang et al. 2017) from uniforms u: sigmoid((logits + log u - log(1 - u)) / temperature).

@@ -42,6 +42,10 @@ MODULES = {
     "q3": "experiments.q3_latent_opt",
     "q4": "experiments.q4_loglik",
     "extra": "experiments.extra",
+    "tor_vae": "experiments.tor_vae",
+    "tor_posterior": "experiments.tor_posterior",
+    "tor_grad": "experiments.tor_grad",
+    "stan_vae": "experiments.stan_vae",
 }
 
 

@@ -265,3 +265,11 @@ def test_binary_concrete_exceeds_one_half_with_the_bernoulli_probability(g):
     for temperature in (0.1, 1.0):
         share = (prob.binary_concrete_sample(logits, temperature, u) > 0.5).double().mean(0)
         assert torch.all((share - p).abs() < 4 * (p * (1 - p) / len(u)).sqrt())
+
+
+def test_bernoulli_score_is_the_derivative_of_torchs_log_mass():
+    """b - sigmoid(l) equals the autograd derivative in l of torch's Bernoulli log_prob, for b = 0 and 1."""
+    logits = torch.tensor([-1.3, 0.2, 2.5], dtype=torch.float64, requires_grad=True)
+    for b in (torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)):
+        (grad,) = torch.autograd.grad(torch.distributions.Bernoulli(logits=logits).log_prob(b).sum(), logits)
+        torch.testing.assert_close(prob.bernoulli_score(b, logits.detach()), grad, atol=1e-12, rtol=0)
