@@ -7,4 +7,4 @@ AI-written code (brief, section 4.1.1): every module of this package was written
 assistant (Claude, by Anthropic); the report's section "Use of AI tools" says how.
 """
 
-SECTIONS = ("sup", "q1", "q2", "q3", "q4", "extra")  # the report's order; each has experiments/<module>.py
+SECTIONS = ("sup", "q1", "q2", "q3", "q4", "extra", "dtu_vae", "dtu_gauss", "ein_vae")  # the report's order; each has experiments/<module>.py

@@ -42,6 +42,9 @@ MODULES = {
     "q3": "experiments.q3_latent_opt",
     "q4": "experiments.q4_loglik",
     "extra": "experiments.extra",
+    "dtu_vae": "experiments.dtu_vae",
+    "dtu_gauss": "experiments.dtu_gauss",
+    "ein_vae": "experiments.ein_vae",
 }
 
 
