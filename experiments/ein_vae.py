@@ -18,6 +18,7 @@ Rerun: ``python reproduce.py --only ein_vae`` (needs sup)
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ class Config:
     components: int = 10  # K of the mixture prior
     lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # Adam step sizes compared
     training: mlp_vae.Training = field(default_factory=lambda: mlp_vae.Training(epochs=8))  # lr replaced by each of lrs
-    train_images: int = 10000  # the first images of the training file
+    train_images: int = 20000  # the first images of the training file
     val_images: int = 10000  # the last images of the training file (disjoint from the training images)
     rise_tolerance: float = 0.5  # nats: a larger epoch-to-epoch drop of the validation ELBO counts as unstable
     shown: int = 16  # real and generated images shown
@@ -105,7 +106,7 @@ def run(cfg: Config, ctx: Context) -> Result:
                                          torch.Generator().manual_seed(ctx.seed + cfg.stream + 1), cfg.knn)
     histories, models, per_lr = {}, {}, {}
     for lr in cfg.lrs:
-        training = mlp_vae.Training(epochs=cfg.training.epochs, batch_size=cfg.training.batch_size, lr=lr)
+        training = dataclasses.replace(cfg.training, lr=lr)
         arch = mlp_vae.Arch(latent_dim=cfg.latent_dim, hidden=cfg.hidden, prior="mog", components=cfg.components)
         model = mlp_vae.MLPVAE(arch).to(ctx.device)
         histories[lr] = mlp_vae.fit(model, x_train, x_val, training, ctx, ctx.seed, label=f"lr {lr:g}")

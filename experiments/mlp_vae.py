@@ -166,6 +166,9 @@ class Training:
     epochs: int = 10  # passes over the training images
     batch_size: int = 128  # DTU's batch size
     lr: float = 1e-3  # Adam's step size (betas 0.9, 0.999, no weight decay: torch's defaults)
+    # learning-rate multiplier of a learned pixel variance: Adam moves each parameter by about lr per step,
+    # and log v must travel several units from its start, so at lr alone it barely moves in a short budget
+    variance_lr_factor: float = 30.0
 
 
 def fit(model: MLPVAE, x_train: torch.Tensor, x_val: torch.Tensor | None, training: Training, ctx, seed: int,
@@ -175,7 +178,10 @@ def fit(model: MLPVAE, x_train: torch.Tensor, x_val: torch.Tensor | None, traini
 
     Returns per-epoch lists: train_elbo (running mean over the epoch's batches), val (``evaluate``), epoch_s.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=training.lr)
+    variance = [p for name, p in model.named_parameters() if name == "pixel_raw"]
+    rest = [p for name, p in model.named_parameters() if name != "pixel_raw"]
+    opt = torch.optim.Adam([{"params": rest}, {"params": variance, "lr": training.lr * training.variance_lr_factor}],
+                           lr=training.lr)
     generator = torch.Generator().manual_seed(seed)
     history: dict[str, list] = {"train_elbo": [], "val": [], "epoch_s": []}
     for epoch in range(1, training.epochs + 1):
