@@ -83,7 +83,7 @@ def curves_figure(histories: dict, lrs):
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative ELBO (nats)")
     ax.grid(alpha=0.3, linewidth=0.5)
-    ax.legend(frameon=False, ncol=1)
+    ax.legend(frameon=False, loc="upper right", fontsize=5.5)
     return fig
 
 
