@@ -26,7 +26,6 @@ from . import mlp_vae, sample_metrics
 from .contract import Context, DigitGrid, Result
 from .data import to_float
 from .plotting import new_figure
-from .sup_classification import build_cnn
 
 SECTION = "dtu_gauss"
 TITLE = "DTU 02460: Gaussian decoder with fixed and learned variance"
@@ -67,10 +66,7 @@ def sigma_figure(sigma: np.ndarray, floor: float):
 
 
 def run(cfg: Config, ctx: Context) -> Result:
-    sup = ctx.require("sup")
-    classifier = build_cnn(**sup["arch"]).to(ctx.device)
-    classifier.load_state_dict(sup["model"])
-    classifier.eval()
+    classifier = sample_metrics.load_classifier(ctx.require("sup"), ctx.device)
     x_train = to_float(ctx.data.full_train.x[:cfg.train_images], 0.0, 1.0).flatten(1).to(ctx.device)  # (N, 784)
     x_test = to_float(ctx.data.test.x, 0.0, 1.0).flatten(1).to(ctx.device)
     pick = torch.Generator().manual_seed(ctx.seed + cfg.stream)

@@ -29,7 +29,6 @@ from . import mlp_vae, sample_metrics
 from .contract import Context, DigitGrid, Result
 from .data import binarize
 from .plotting import LINES, MARKERS, new_figure
-from .sup_classification import build_cnn
 
 SECTION = "ein_vae"
 TITLE = "Eindhoven 2AMU20: mixture-prior VAE, learning rates and sample quality"
@@ -88,10 +87,7 @@ def curves_figure(histories: dict, lrs):
 
 
 def run(cfg: Config, ctx: Context) -> Result:
-    sup = ctx.require("sup")
-    classifier = build_cnn(**sup["arch"]).to(ctx.device)
-    classifier.load_state_dict(sup["model"])
-    classifier.eval()
+    classifier = sample_metrics.load_classifier(ctx.require("sup"), ctx.device)
     full = binarize(ctx.data.full_train.x).flatten(1).to(ctx.device)  # (N, 784) in {0, 1}
     x_train, x_val = full[:cfg.train_images], full[-cfg.val_images:]
     if cfg.train_images + cfg.val_images > len(full):
