@@ -13,7 +13,7 @@ over all test images with one z per image (the mixture's KL by Monte Carlo at th
 paired difference with its standard error. Clustering of the aggregate posterior in all M
 dimensions: the leave-one-out k-nearest-neighbour accuracy of the digit label and the silhouette of
 the digit classes (Euclidean; both invariant to a common scale). log p(x) by importance sampling with
-q(z|x) as proposal (Burda et al. 2015, Eq. 10, with k samples) on a stated number of test images, at
+q(z|x) as proposal (Burda et al. 2015, with k samples) on a stated number of test images, at
 k = 1,000 and, on fewer images, k = 5,000.
 
 Rerun: ``python reproduce.py --only dtu_vae``
