@@ -24,6 +24,14 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 from .runtime import map_batches
+from .sup_classification import build_cnn
+
+
+def load_classifier(sup: dict, device: torch.device) -> torch.nn.Sequential:
+    """The supervised CNN of section ``sup`` from its artifacts (``arch``, ``model``), in eval mode."""
+    classifier = build_cnn(**sup["arch"]).to(device)
+    classifier.load_state_dict(sup["model"])
+    return classifier.eval()
 
 
 @torch.no_grad()

@@ -8,4 +8,5 @@ assistant (Claude, by Anthropic); the report's section "Use of AI tools" says ho
 """
 
 SECTIONS = ("sup", "q1", "q2", "q3", "q4", "extra",  # the report's order; each has experiments/<module>.py
-            "tor_vae", "tor_posterior", "tor_grad", "stan_vae")  # then the companion's (report/companion.pdf)
+            "tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss", "ein_vae",  # then the companion's
+            "stan_vae")  # (report/companion.pdf), course by course: Toronto, DTU, Eindhoven, Stanford

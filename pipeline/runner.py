@@ -46,6 +46,9 @@ MODULES = {
     "tor_posterior": "experiments.tor_posterior",
     "tor_grad": "experiments.tor_grad",
     "stan_vae": "experiments.stan_vae",
+    "dtu_vae": "experiments.dtu_vae",
+    "dtu_gauss": "experiments.dtu_gauss",
+    "ein_vae": "experiments.ein_vae",
 }
 
 
