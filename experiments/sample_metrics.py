@@ -109,4 +109,5 @@ def validate(reference_f: torch.Tensor, held_out01: torch.Tensor, classifier, ge
     real, bad = scores["held-out digits"], [v for name, v in scores.items() if name != "held-out digits"]
     worst = lambda s: min(s["precision"], s["recall"])  # noqa: E731
     return {"scores": scores, "fd_passes": all(real["fd"] < b["fd"] for b in bad),
-            "pr_passes": all(worst(real) > worst(b) for b in bad)}
+            "pr_passes": all(worst(real) > worst(b) for b in bad),
+            "bad_fd_min": min(b["fd"] for b in bad), "bad_worst_max": max(worst(b) for b in bad)}

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from .data import batches
+from .data import batches, to_float
 from .models import Decoder, Encoder
 from .prob import brief_loss, kl_to_standard_normal, negative_elbo, reparameterize
 from .runtime import map_batches
@@ -193,6 +193,16 @@ def fit(cfg, ctx, x_train: torch.Tensor, evals: dict[str, torch.Tensor], shown: 
                            f"nats, {h[-1]['active_units']} active units" for name, h in history.items() if name in evals)
         ctx.progress.note(f"epoch {epoch}/{cfg.epochs}: {scores} ({epoch_s[-1]:.1f}s)")
     return Fit(history, snapshots, enc, dec, epoch_s)
+
+
+def fit_alone(cfg, ctx) -> dict:
+    """Train a VAE under ``cfg`` (a ``q1_vae.Config``) on the training split with no per-epoch evaluation;
+    its artifacts in the form of Q1's checkpoint (``restore`` reads them) and its epoch times."""
+    x = to_float(ctx.data.train.x, *cfg.pixel_range).to(ctx.device)
+    result = fit(cfg, ctx, x, {}, {})
+    return {"arch": arch(cfg), "loss": {"sigma_p": cfg.sigma_p, "kl_weight": cfg.kl_weight},
+            "encoder": result.encoder.state_dict(), "decoder": result.decoder.state_dict(),
+            "train_loss_running": result.history["train_loss_running"], "epoch_s": result.epoch_s}
 
 
 def restore(state: dict, device: torch.device) -> tuple[Encoder, Decoder]:

@@ -1,10 +1,18 @@
 """Latent optimization: the per-row optimizer and the initialisation of the q vectors."""
 from __future__ import annotations
 
+import dataclasses
+import io
+import math
+
+import pytest
 import torch
 from torch import nn
 
-from experiments.q3_latent_opt import LatentTable, RowAdam
+from experiments import q1_vae
+from experiments.contract import Context
+from experiments.q3_latent_opt import Config, LatentTable, RowAdam, aggregate_fit, fit_latents
+from experiments.runtime import Progress
 
 
 def run_rows(optimizer_cls, init, batches, targets):
@@ -71,3 +79,29 @@ def test_latent_initialisation_follows_the_brief():
     assert abs(r.exp().mean() - 1) < 0.03
     # E[log chi^2_1] = -gamma - log 2 = -1.2704
     assert abs(r.mean() + 1.2704) < 0.03
+
+
+def test_aggregate_of_the_brief_initialisation_is_not_the_prior():
+    """mu_i ~ N(0, I), E s^2 = 1: the aggregate's covariance is about 2I, so its moment-matched KL is d/2 (1 - log 2)."""
+    table = LatentTable(20_000, 200, torch.Generator().manual_seed(0))
+    stats = aggregate_fit(table.mean.weight.detach(), table.logvar.weight.detach())
+    assert stats["kl_to_prior"] == pytest.approx(100 * (1 - math.log(2)), abs=1.0)  # 30.7 nats
+    assert 1.7 < stats["eig_min"] and stats["eig_max"] < 2.3
+
+
+def test_continuing_from_the_saved_state_equals_one_uninterrupted_run():
+    """Two epochs, then one more from the saved state, give the same generator as three epochs in one go."""
+    model = q1_vae.Config(latent_dim=4, channels=4, eval_per_digit=1)
+    cfg = Config(epochs=3, batch_size=8, snapshot_epochs=(), model=model)
+    x = torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    ctx = Context(data=None, device=torch.device("cpu"), seed=0, progress=Progress("t", io.StringIO()), require=None)
+    args = (x, torch.arange(2), torch.arange(4), torch.zeros(2, 4))
+    torch.manual_seed(0)
+    straight = fit_latents(cfg, ctx, *args)
+    torch.manual_seed(0)
+    first = fit_latents(dataclasses.replace(cfg, epochs=2), ctx, *args)
+    torch.manual_seed(123)  # the continuation restores the noise stream itself
+    rest = fit_latents(cfg, ctx, *args, resume=first.state)
+    for a, b in zip(straight.decoder.state_dict().values(), rest.decoder.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert rest.history["neg_elbo"] == straight.history["neg_elbo"][2:]
