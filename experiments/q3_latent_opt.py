@@ -223,7 +223,7 @@ def study(cfg: Config, ctx: Context, resume: dict | None = None) -> tuple[Latent
     snapshots = [e for e in cfg.snapshot_epochs if e in fit.recons]
     metrics = {
         **fit.history, "optimizer": OPTIMIZER_NAMES[cfg.latent_optimizer], "snapshot_epochs": snapshots,
-        "recon_error": fit.recon_error, "moved_rms": fit.moved_rms,
+        "recon_error": fit.recon_error, "moved_rms": fit.moved_rms, "final_neg_elbo": fit.history["neg_elbo"][-1],
         # how different the ten decoded prior latents are at each snapshot (0: one image for every z)
         "sample_diversity": [pixel_diversity(torch.from_numpy(to_unit_range(fit.samples[e], *base.pixel_range)))
                              for e in snapshots],

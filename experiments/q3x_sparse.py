@@ -29,7 +29,7 @@ class Config(q3.Config):
 
 SMOKE = dataclasses.replace(q3.SMOKE, latent_optimizer="sparse_adam")
 
-HEADLINE = ("neg_elbo", "training -ELBO per epoch (nats)")
+HEADLINE = ("final_neg_elbo", "training -ELBO, last epoch (nats)")
 TOLERANCES = {"recon_error": (1e-6, 0.01), "latent_stats.kl_to_prior": (1e-3, 25.0)}
 
 
