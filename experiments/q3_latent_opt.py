@@ -212,6 +212,12 @@ def fit_latents(cfg: Config, ctx: Context, x: torch.Tensor, shown: torch.Tensor,
     return LatentFit(hist, recon_error, recons, samples, dec, table, moved, epoch_s, state, init_stats)
 
 
+def recent_drop(values: list[float], window: int = 5) -> float:
+    """Mean fall per epoch over the last ``window`` epochs (fewer when fewer were run; 0 for one)."""
+    w = min(window, len(values) - 1)
+    return (values[-1 - w] - values[-1]) / w if w > 0 else 0.0
+
+
 def study(cfg: Config, ctx: Context, resume: dict | None = None) -> tuple[LatentFit, dict, dict]:
     """Train (or continue) Q3 with ``cfg``; its metrics and its figures (reconstructions, prior samples)."""
     base = cfg.model
@@ -224,6 +230,7 @@ def study(cfg: Config, ctx: Context, resume: dict | None = None) -> tuple[Latent
     metrics = {
         **fit.history, "optimizer": OPTIMIZER_NAMES[cfg.latent_optimizer], "snapshot_epochs": snapshots,
         "recon_error": fit.recon_error, "moved_rms": fit.moved_rms, "final_neg_elbo": fit.history["neg_elbo"][-1],
+        "neg_elbo_drop": recent_drop(fit.history["neg_elbo"]),  # nats per epoch, last five epochs
         # how different the ten decoded prior latents are at each snapshot (0: one image for every z)
         "sample_diversity": [pixel_diversity(torch.from_numpy(to_unit_range(fit.samples[e], *base.pixel_range)))
                              for e in snapshots],

@@ -41,6 +41,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     fit, metrics, figures = q3.study(longer, ctx, resume=headline["resume"])
     # every epoch from the first: the headline's, then this continuation's
     history = {k: headline["history"][k] + v for k, v in fit.history.items()}
-    metrics = {**metrics, **history, "first_epoch": headline["resume"]["epoch"] + 1}
+    metrics = {**metrics, **history, "first_epoch": headline["resume"]["epoch"] + 1,
+               "neg_elbo_drop": q3.recent_drop(history["neg_elbo"])}
     del metrics["latent_stats_init"]  # the q vectors of this run were not initialised here
     return Result(metrics, figures, {**q3.artifacts(fit, longer), "history": history})
