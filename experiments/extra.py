@@ -32,7 +32,6 @@ from .plotting import new_figure, plot_curves
 from .q2_sampling import pixel_diversity
 from .q4_loglik import Config as LikelihoodConfig, log_likelihoods
 from .runtime import map_batches
-from .sup_classification import build_cnn
 
 SECTION = "extra"
 TITLE = "Additional findings"
@@ -99,9 +98,7 @@ def elbo_figure(curves: dict[str, list[float]], first_long: int):
 
 def run(cfg: Config, ctx: Context) -> Result:
     up = {name: ctx.require(name) for name in REQUIRES}
-    classifier = build_cnn(**up["sup"]["arch"]).to(ctx.device)
-    classifier.load_state_dict(up["sup"]["model"])
-    classifier.eval()
+    classifier = sample_metrics.load_classifier(up["sup"], ctx.device)
     pick = torch.Generator().manual_seed(ctx.seed + cfg.stream)
     val01 = lambda idx: to_float(ctx.data.val.x[idx.flatten()], 0.0, 1.0).to(ctx.device)  # noqa: E731
     x01 = val01(pick_per_digit(ctx.data.val.y, cfg.loglik_per_digit, pick))

@@ -191,7 +191,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         "decoders": {str(e): s["decoder"] for e, s in fit.snapshots.items()},
         "recon_train": {str(e): s["recon"]["train"] for e, s in fit.snapshots.items()},
         "shown_train": picks["train"], "eval_train": subsets["train"],
-        "history": {"neg_elbo": train["neg_elbo"]},  # training -ELBO per epoch, plotted beside Q3's in the findings
+        "history": {"neg_elbo": h["train"]["neg_elbo"]},  # training -ELBO per epoch, plotted beside Q3's in the findings
     }
     return Result(metrics, figures, artifacts)
 
