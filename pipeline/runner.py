@@ -41,6 +41,7 @@ MODULES = {
     "q2": "experiments.q2_sampling",
     "q3": "experiments.q3_latent_opt",
     "q4": "experiments.q4_loglik",
+    "q4conv": "experiments.q4_convergence",
     "extra": "experiments.extra",
     "tor_vae": "experiments.tor_vae",
     "tor_posterior": "experiments.tor_posterior",
