@@ -89,9 +89,9 @@ def interrupted(signal_name: str, mode: str, out: Path | None) -> str:
 
 
 @click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--all", "run_all", is_flag=True, help="Run every section in order (sup, q1, q2, q3, q4, extra), then write the report.")
+@click.option("--all", "run_all", is_flag=True, help="Run every section in order (sup, q1, q2, q3, q4, q4conv, extra), then write the report.")
 @click.option("--only", multiple=True, metavar="SECTION",
-              help="Run only these sections (repeat, or separate by commas): sup, q1, q2, q3, q4, extra.")
+              help="Run only these sections (repeat, or separate by commas): sup, q1, q2, q3, q4, q4conv, extra.")
 @click.option("--list", "list_", is_flag=True, help="List each section: results or not, from when, wall time, headline, fresh or stale and why.")
 @click.option("--verify", is_flag=True,
               help="Recompute the sections (all, or --only) in a scratch folder and compare every number with the registry.")

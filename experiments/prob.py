@@ -100,18 +100,10 @@ def log_weights(mean: torch.Tensor, logvar: torch.Tensor, log_joint: Callable[[t
     return torch.cat(out)
 
 
-def fit_diag_gaussian(
-    x: torch.Tensor,
-    decode: Callable[[torch.Tensor], torch.Tensor],
-    sigma_p: float,
-    mean: torch.Tensor,
-    logvar: torch.Tensor,
-    steps: int,
-    samples: int = 4,
-    lr: float = 0.05,
-    generator: torch.Generator | None = None,
-    kl_weight: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fit_diag_gaussian(x: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor], sigma_p: float,
+                      mean: torch.Tensor, logvar: torch.Tensor, steps: int, samples: int = 4, lr: float = 0.05,
+                      generator: torch.Generator | None = None, kl_weight: float = 1.0,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image q*(z) = N(mu, diag exp(r)) that maximizes the ELBO (Eq. 4) with the generator fixed.
 
     x: (B, D); mean, logvar: (B, d), the starting point. Adam on the reparameterized ELBO with
@@ -147,19 +139,10 @@ def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> torch.Tensor:
     return (s - s[0]) / (s[-1] - s[0])
 
 
-def ais_log_weights(
-    x: torch.Tensor,
-    decode: Callable[[torch.Tensor], torch.Tensor],
-    sigma_p: float,
-    mean: torch.Tensor,
-    logvar: torch.Tensor,
-    steps: int,
-    chains: int = 8,
-    leapfrog: int = 2,
-    step_size: float = 0.2,
-    target_accept: float = 0.65,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def ais_log_weights(x: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor], sigma_p: float,
+                    mean: torch.Tensor, logvar: torch.Tensor, steps: int, chains: int = 8, leapfrog: int = 2,
+                    step_size: float = 0.2, target_accept: float = 0.65, generator: torch.Generator | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Annealed importance sampling (Neal 2001) of log p(x) with HMC transitions (Wu et al. 2017); (chains, B).
 
     Path from the start q0 = N(mean, diag exp(logvar)) (x: (B, D); mean, logvar: (B, d)) to the
@@ -167,7 +150,7 @@ def ais_log_weights(
     beta on ``sigmoid_schedule(steps)``. Each chain starts at z ~ q0 and collects
     log W = sum_t (beta_t - beta_{t-1}) log w(z_{t-1}), then moves by one HMC transition
     (``leapfrog`` steps) that leaves gamma_{beta_t} invariant; E[W] = p(x) for every chain, so
-    log mean_c W_c estimates log p(x) (biased low by less the more steps) and steps = 0 is Eq. 9 with q0.
+    log mean_c W_c estimates log p(x), biased low by less the more steps.
     HMC runs in whitened coordinates u = (z - mean) / sigma, so the start is N(0, I) and one step
     size fits all dimensions; each chain tunes its own step size toward ``target_accept``
     (eps <- eps exp(0.05 (accepted - target))), so the chains stay independent of one another.
