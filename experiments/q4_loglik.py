@@ -63,24 +63,23 @@ TOLERANCES = {"split_mean.train": (1e-3, 10.0), "split_mean.test": (1e-3, 10.0),
 
 
 def reference(decode, xf: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, sigma_p: float, cfg: Config,
-              generator, ais_steps: int | None = None, chains: int | None = None) -> dict[str, torch.Tensor]:
+              generator) -> dict[str, torch.Tensor]:
     """The reference log p(x) of images xf (B, D), started from q_x = N(mean, exp(logvar)) (B, d):
     q* fitted to each posterior (ELBO by Adam, generator frozen), its ELBO from ``elbo_samples`` draws,
-    then AIS from q* with ``chains`` chains and ``ais_steps`` steps (the Config's unless given).
-    Returns q*'s mean and logvar (B, d), its ELBO and the fit's ELBO trace (steps, B), the AIS
-    log-weights (chains, B), and the estimate, the chains' effective sample size and the acceptance (B,)."""
+    then AIS from q* with ``ais_chains`` chains of ``ais_steps`` steps. Returns q*'s mean and logvar
+    (B, d); its ELBO, the estimate, the chains' effective sample size and the acceptance rate (B,);
+    and the seconds spent fitting and annealing."""
     start = time.perf_counter()
-    m_star, lv_star, trace = fit_diag_gaussian(xf, decode, sigma_p, mean, logvar, cfg.fit_steps, cfg.fit_samples,
-                                               cfg.fit_lr, generator)
+    m_star, lv_star, _ = fit_diag_gaussian(xf, decode, sigma_p, mean, logvar, cfg.fit_steps, cfg.fit_samples,
+                                           cfg.fit_lr, generator)
     with torch.no_grad():
         elbo_star = importance_log_weights(xf, m_star, lv_star, decode, sigma_p, cfg.elbo_samples, cfg.chunk,
                                            generator).mean(0)  # E_q* log w = ELBO(q*)
     fit_s = time.perf_counter() - start
-    log_big_w, accept = ais_log_weights(xf, decode, sigma_p, m_star, lv_star, ais_steps or cfg.ais_steps,
-                                        chains or cfg.ais_chains, cfg.ais_leapfrog, cfg.ais_step_size,
-                                        generator=generator)
-    return {"mean": m_star, "logvar": lv_star, "elbo_star": elbo_star, "trace": trace, "log_w": log_big_w,
-            "ref": log_mean_exp(log_big_w), "ref_ess": effective_sample_size(log_big_w), "accept": accept,
+    log_big_w, accept = ais_log_weights(xf, decode, sigma_p, m_star, lv_star, cfg.ais_steps, cfg.ais_chains,
+                                        cfg.ais_leapfrog, cfg.ais_step_size, generator=generator)
+    return {"mean": m_star, "logvar": lv_star, "elbo_star": elbo_star, "ref": log_mean_exp(log_big_w),
+            "ref_ess": effective_sample_size(log_big_w), "accept": accept,
             "fit_s": torch.tensor(fit_s), "ais_s": torch.tensor(time.perf_counter() - start - fit_s)}
 
 
@@ -106,11 +105,13 @@ def width_summary(var_ratio: torch.Tensor, offset: torch.Tensor) -> dict:
             "var_ratio_wider": (ratio > 1).float().mean().item(), "offset_median": off.median().item()}
 
 
-def log_likelihoods(enc, dec, x: torch.Tensor, sigma_p: float, cfg: Config, noise, ref_noise) -> dict[str, torch.Tensor]:
-    """Every per-image estimate for images x (N, 1, 28, 28), each (N,): Eq. 9 (``log_p``) and the
+def log_likelihoods(enc, dec, x: torch.Tensor, sigma_p: float, cfg: Config, noise,
+                    ref_noise=None) -> dict[str, torch.Tensor]:
+    """Per-image estimates for images x (N, 1, 28, 28), each (N,): Eq. 9 (``log_p``) and the
     effective sample size of its weights, (sum w)^2 / sum w^2 (M when all are equal, 1 when one
-    dominates); the encoder's ELBO (the mean of the same log-weights, E_q log w) and its KL term;
-    the reference (``ref``) and its parts (see ``reference``); and q_x against q* (``posterior_width``, (N, d))."""
+    dominates); the encoder's ELBO (the mean of the same log-weights, E_q log w) and its KL term.
+    With a generator ``ref_noise``, also the reference (``ref``) and its parts (see ``reference``) and
+    q_x against q* (``posterior_width``, (N, d))."""
     parts: dict[str, list] = {}
     decode = lambda z: dec(z).flatten(1)  # noqa: E731  (n, d) -> (n, D)
     for xb in x.split(cfg.image_batch):
@@ -118,12 +119,13 @@ def log_likelihoods(enc, dec, x: torch.Tensor, sigma_p: float, cfg: Config, nois
         with torch.no_grad():
             mean, logvar = enc(xb)
             log_w = importance_log_weights(xf, mean, logvar, decode, sigma_p, cfg.samples, cfg.chunk, noise)
-        ref = reference(decode, xf, mean, logvar, sigma_p, cfg, ref_noise)
         values = {"log_p": log_mean_exp(log_w), "ess": effective_sample_size(log_w), "elbo": log_w.mean(0),
-                  "kl": kl_to_standard_normal(mean, logvar).sum(1),
-                  **{k: ref[k] for k in ("ref", "ref_ess", "accept", "elbo_star")},
-                  **posterior_width(mean, logvar, ref["mean"], ref["logvar"], cfg.active_var),
-                  "fit_s": ref["fit_s"].expand(len(xb)) / len(xb), "ais_s": ref["ais_s"].expand(len(xb)) / len(xb)}
+                  "kl": kl_to_standard_normal(mean, logvar).sum(1)}
+        if ref_noise is not None:
+            ref = reference(decode, xf, mean, logvar, sigma_p, cfg, ref_noise)
+            values.update({k: ref[k] for k in ("ref", "ref_ess", "accept", "elbo_star")},
+                          **posterior_width(mean, logvar, ref["mean"], ref["logvar"], cfg.active_var),
+                          fit_s=ref["fit_s"].expand(len(xb)) / len(xb), ais_s=ref["ais_s"].expand(len(xb)) / len(xb))
         for key, value in values.items():
             parts.setdefault(key, []).append(value)
     return {key: torch.cat(values).cpu() for key, values in parts.items()}
