@@ -206,6 +206,13 @@ def effective_sample_size(log_w: torch.Tensor) -> torch.Tensor:
     return torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0))
 
 
+def log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
+    """Delta-method standard error of ``log_mean_exp`` over dim 0, (B,): sd(w) / (sqrt(M) mean(w)),
+    which is sqrt((M / ESS - 1) / M) with ESS the effective sample size."""
+    m = log_w.shape[0]
+    return torch.sqrt((m / effective_sample_size(log_w) - 1).clamp(min=0) / m)
+
+
 # ---------------------------------------------------------------- the companion's models (peers.md)
 def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """log Bernoulli(x; sigmoid(logits)) summed over the last dimension; x in {0, 1}, broadcasts.

@@ -108,13 +108,12 @@ def linear_gaussian(g, d=3, D=6, sigma_p=0.4):
 
 
 def test_importance_sampling_matches_the_linear_gaussian_marginal(g):
-    """With G(z) = Wz + b, Eq. 9 recovers the exact log N(x; b, WW^T + sigma_p^2 I) within its Monte Carlo error (over repeats)."""
+    """With G(z) = Wz + b, Eq. 9 recovers the exact log N(x; b, WW^T + sigma_p^2 I) within its Monte Carlo error."""
     w, b, x, exact = linear_gaussian(g)
     mean = torch.zeros(4, 3, dtype=torch.float64) + 0.1
     logvar = torch.full((4, 3), -0.5, dtype=torch.float64)
     log_w = prob.importance_log_weights(x, mean, logvar, lambda z: z @ w.T + b, 0.4, 20_000, 5_000, g)
-    runs = prob.log_mean_exp(log_w.view(4, 5_000, 4).transpose(0, 1))  # 4 independent estimates with M = 5000
-    estimate, se = prob.log_mean_exp(log_w), runs.std(0) / 2
+    estimate, se = prob.log_mean_exp(log_w), prob.log_mean_exp_se(log_w)
     assert torch.all((estimate - exact).abs() < 4 * se + 1e-6), (estimate, exact, se)
 
 
@@ -130,6 +129,7 @@ def test_importance_sampling_with_the_true_posterior_has_zero_variance(g):
     logvar = torch.log(post_var).expand(4, 3)
     log_w = prob.importance_log_weights(x, mean, logvar, lambda z: z @ w.T + b, sigma_p, 10, 10, g)
     torch.testing.assert_close(log_w, exact.expand(10, 4))
+    torch.testing.assert_close(prob.log_mean_exp_se(log_w), torch.zeros(4, dtype=torch.float64), atol=1e-6, rtol=0)
 
 
 def test_more_samples_never_lower_the_bound_on_average(g):
@@ -157,6 +157,14 @@ def test_effective_sample_size_of_equal_and_of_one_dominant_weight():
     dominant = torch.tensor([[50.0]] + [[0.0]] * 7, dtype=torch.float64)
     assert prob.effective_sample_size(equal).item() == pytest.approx(8)
     assert prob.effective_sample_size(dominant).item() == pytest.approx(1, abs=1e-12)
+
+
+def test_log_mean_exp_se_matches_the_spread_of_repeated_estimates(g):
+    """The delta-method standard error predicts the spread of log-mean-exp over independent repeats."""
+    log_w = torch.randn(500, 2000, generator=g, dtype=torch.float64) * 0.8  # 2000 repeats of M = 500
+    estimates = prob.log_mean_exp(log_w)
+    predicted = prob.log_mean_exp_se(log_w).mean()
+    assert estimates.std().item() == pytest.approx(predicted.item(), rel=0.1)
 
 
 def test_bernoulli_log_prob_matches_torch(g):
