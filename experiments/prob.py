@@ -100,6 +100,102 @@ def log_weights(mean: torch.Tensor, logvar: torch.Tensor, log_joint: Callable[[t
     return torch.cat(out)
 
 
+def fit_diag_gaussian(x: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor], sigma_p: float,
+                      mean: torch.Tensor, logvar: torch.Tensor, steps: int, samples: int = 4, lr: float = 0.05,
+                      generator: torch.Generator | None = None, kl_weight: float = 1.0,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image q*(z) = N(mu, diag exp(r)) that maximizes the ELBO (Eq. 4) with the generator fixed.
+
+    x: (B, D); mean, logvar: (B, d), the starting point. Adam on the reparameterized ELBO with
+    ``samples`` draws per image and step, its learning rate decayed linearly to zero so that the last
+    steps average the gradient noise out; the images are independent (each has its own mu, r).
+    Returns the final mean and logvar (B, d) and the ELBO estimate of every step, (steps, B).
+    ``kl_weight`` = beta maximizes E_q log p(x|z) - beta KL instead (the objective Q1's encoder was trained on).
+    Only mu and r receive gradients: freeze the generator (``requires_grad_(False)``) to save work.
+    """
+    mean, logvar = mean.detach().clone().requires_grad_(True), logvar.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([mean, logvar], lr=lr)
+    decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / steps)
+    trace = []
+    for _ in range(steps):
+        eps = torch.randn((samples, *mean.shape), generator=generator, dtype=mean.dtype).to(mean.device)  # (K, B, d)
+        z = reparameterize(mean, logvar, eps)  # (K, B, d)
+        x_mean = decode(z.reshape(-1, z.shape[-1])).reshape(samples, x.shape[0], -1)  # (K, B, D)
+        # ELBO = E_q log p(x|z) - beta KL(q || p), the expectation by the K draws, the KL exact (Eq. 7)
+        elbo = (isotropic_gaussian_log_prob(x, x_mean, sigma_p).mean(0)
+                - kl_weight * kl_to_standard_normal(mean, logvar).sum(-1))
+        opt.zero_grad(set_to_none=True)
+        (-elbo.sum()).backward()
+        opt.step()
+        decay.step()
+        trace.append(elbo.detach())
+    return mean.detach(), logvar.detach(), torch.stack(trace)
+
+
+def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> torch.Tensor:
+    """Inverse temperatures 0 = beta_0 < ... < beta_T = 1, spaced densely at both ends; (T + 1,)."""
+    # beta_t = (s(a (2t/T - 1)) - s(-a)) / (s(a) - s(-a)), s the logistic function (Grosse et al. 2015)
+    s = torch.sigmoid(sharpness * torch.linspace(-1.0, 1.0, steps + 1, dtype=torch.float64))
+    return (s - s[0]) / (s[-1] - s[0])
+
+
+def ais_log_weights(x: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor], sigma_p: float,
+                    mean: torch.Tensor, logvar: torch.Tensor, steps: int, chains: int = 8, leapfrog: int = 2,
+                    step_size: float = 0.2, target_accept: float = 0.65, generator: torch.Generator | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Annealed importance sampling (Neal 2001) of log p(x) with HMC transitions (Wu et al. 2017); (chains, B).
+
+    Path from the start q0 = N(mean, diag exp(logvar)) (x: (B, D); mean, logvar: (B, d)) to the
+    posterior: gamma_beta(z) = q0(z)^(1 - beta) p(x, z)^beta = q0(z) w(z)^beta with w = p(z) p(x|z) / q0(z),
+    beta on ``sigmoid_schedule(steps)``. Each chain starts at z ~ q0 and collects
+    log W = sum_t (beta_t - beta_{t-1}) log w(z_{t-1}), then moves by one HMC transition
+    (``leapfrog`` steps) that leaves gamma_{beta_t} invariant; E[W] = p(x) for every chain, so
+    log mean_c W_c estimates log p(x), biased low by less the more steps.
+    HMC runs in whitened coordinates u = (z - mean) / sigma, so the start is N(0, I) and one step
+    size fits all dimensions; each chain tunes its own step size toward ``target_accept``
+    (eps <- eps exp(0.05 (accepted - target))), so the chains stay independent of one another.
+    Returns log W (chains, B) and the mean acceptance rate per image (B,).
+    """
+    sigma = torch.exp(0.5 * logvar)  # (B, d)
+    betas = sigmoid_schedule(steps).tolist()
+
+    def log_w_and_grad(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log w(z(u)) and its gradient in u, for u (C, B, d); log q0(z) = log N(u; 0, I) - sum log sigma."""
+        with torch.enable_grad():
+            u = u.detach().requires_grad_(True)
+            z = mean + sigma * u
+            x_mean = decode(z.reshape(-1, z.shape[-1])).reshape(*u.shape[:2], -1)  # (C, B, D)
+            log_w = (standard_normal_log_prob(z) + isotropic_gaussian_log_prob(x, x_mean, sigma_p)
+                     - standard_normal_log_prob(u) + torch.log(sigma).sum(-1))  # (C, B)
+            (grad,) = torch.autograd.grad(log_w.sum(), u)
+        return log_w.detach(), grad
+
+    u = torch.randn((chains, *mean.shape), generator=generator, dtype=mean.dtype).to(mean.device)  # (C, B, d)
+    log_w, grad = log_w_and_grad(u)
+    log_big_w = torch.zeros_like(log_w)  # (C, B)
+    eps = torch.full((chains, mean.shape[0], 1), step_size, dtype=mean.dtype, device=mean.device)  # per chain
+    accepted = torch.zeros(mean.shape[0], dtype=mean.dtype, device=mean.device)
+    for prev, beta in zip(betas, betas[1:]):
+        log_big_w = log_big_w + (beta - prev) * log_w
+        # HMC on log gamma_beta(u) = log N(u; 0, I) + beta log w, gradient -u + beta grad log w
+        p0 = torch.randn(u.shape, generator=generator, dtype=u.dtype).to(u.device)
+        un, lwn, gn, p = u, log_w, grad, p0 + 0.5 * eps * (-u + beta * grad)
+        for k in range(leapfrog):
+            un = un + eps * p
+            lwn, gn = log_w_and_grad(un)
+            p = p + (eps if k < leapfrog - 1 else 0.5 * eps) * (-un + beta * gn)
+        # Metropolis: log acceptance = H(u, p0) - H(un, p), H = -log gamma_beta + |p|^2 / 2
+        log_accept = (beta * lwn - 0.5 * (un ** 2).sum(-1) - 0.5 * (p ** 2).sum(-1)
+                      - beta * log_w + 0.5 * (u ** 2).sum(-1) + 0.5 * (p0 ** 2).sum(-1))  # (C, B)
+        accept = torch.rand(log_accept.shape, generator=generator, dtype=u.dtype).to(u.device).log() < log_accept
+        u, log_w, grad = (torch.where(accept[..., None], un, u), torch.where(accept, lwn, log_w),
+                          torch.where(accept[..., None], gn, grad))
+        hit = accept.to(u.dtype)  # (C, B)
+        accepted = accepted + hit.mean(0) / steps
+        eps = eps * torch.exp(0.05 * (hit - target_accept))[..., None]
+    return log_big_w, accepted
+
+
 def log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
     """log (1/M) sum_i exp(log_w_i) over dim 0, stably (Eq. 9): logsumexp - log M; (B,)."""
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])

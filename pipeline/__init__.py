@@ -7,7 +7,7 @@ AI-written code (brief, section 4.1.1): every module of this package was written
 assistant (Claude, by Anthropic); the report's section "Use of AI tools" says how.
 """
 
-SECTIONS = ("sup", "q1", "q2", "q3", "q3x_sparse", "q3x_rowadam", "q3x_long", "q4",  # the report's order; each has
-            "extra_beta", "extra_range", "extra",  # experiments/<module>.py
+SECTIONS = ("sup", "q1", "q2", "q3", "q3x_sparse", "q3x_rowadam", "q3x_long", "q4", "q4conv",  # the report's order;
+            "extra_beta", "extra_range", "extra",  # each has experiments/<module>.py
             "tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss", "ein_vae",  # then the companion's
             "stan_vae")  # (report/companion.pdf), course by course: Toronto, DTU, Eindhoven, Stanford

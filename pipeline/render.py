@@ -52,7 +52,7 @@ COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss
 # its opening table: one partial templates/companion/map_<course>.html.j2 of rows per course, in this order
 COMPANION_COURSES = {"toronto": "Toronto CSC412/2506", "dtu": "DTU 02460", "eindhoven": "Eindhoven 2AMU20",
                      "stanford": "Stanford STATS305C"}
-SUPPLEMENT_PARTS = ("sup", "q1", "q3", "q4", "extra")  # Q2 has nothing beyond the report
+SUPPLEMENT_PARTS = ("sup", "q1", "q3", "q4", "q4conv", "extra")  # Q2 has nothing beyond the report
 TEXT_PARTS = ("derivations", "ai_tools")  # parts that are text, not a section's results
 # templates/<folder>/<part>.html.j2 of each list; check_templates requires one for every part that is a
 # text part or a section of pipeline.SECTIONS (a companion part not yet a section is skipped by its template)

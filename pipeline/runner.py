@@ -44,6 +44,7 @@ MODULES = {
     "q3x_rowadam": "experiments.q3x_rowadam",
     "q3x_long": "experiments.q3x_long",
     "q4": "experiments.q4_loglik",
+    "q4conv": "experiments.q4_convergence",
     "extra_beta": "experiments.extra_beta",
     "extra_range": "experiments.extra_range",
     "extra": "experiments.extra",

@@ -80,7 +80,7 @@ def test_config_change_makes_the_section_and_its_dependants_stale(copied, tiny_d
     state = {line.split()[0]: line.split()[1] for line in lines[1:] if line and not line.startswith(" ")}
     # Q1 and the sections that require it; Q3 and the findings' models share Q1's code, not its run,
     # and the companion's sections do not use Q1
-    downstream = {"q1", "q2", "q4", "extra"}
+    downstream = {"q1", "q2", "q4", "q4conv", "extra"}
     assert state == {name: "stale" if name in downstream else "fresh" for name in reproduce.SECTIONS}
     assert "why: configuration changed" in result.output and "why: an upstream section changed" in result.output
 
