@@ -109,8 +109,8 @@ def interrupted(signal_name: str, mode: str, out: Path | None) -> str:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto takes CUDA when present; cuda without CUDA is an error.")
 @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True,
-              help=f"The one seed of every random draw, 0 to {SEED_MAX} (2^32 - 16: torch keeps 32 bits of a seed, "
-              "and sections add offsets below 16), so that no two seeds draw the same numbers.")
+              help=f"The one seed of every random draw, 0 to {SEED_MAX} (2^32 - 64: torch keeps 32 bits of a seed, "
+              "and sections add offsets below 64), so that no two seeds draw the same numbers.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch, recorded with the results [default: torch's default for this machine].")
 def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, checkpoints, device, seed, threads):
