@@ -49,6 +49,9 @@ SMOKE = Config(samples=50, chunk=25, large_per_digit=10, check_samples=200)
 
 HEADLINE = ("split_mean.train", "mean log p(x), training images (nats)")
 TOLERANCES = {"split_mean.train": (1e-3, 10.0), "split_mean.test": (1e-3, 10.0), "difference": (1e-3, 10.0)}
+# integers that select a digit: compared by the mean log p(x) of the digit they name, see pipeline/verify.py
+SELECTS = {f"{group}.{which}_likely_digit": (f"{group}.per_digit_mean", 0) for which in ("most", "least")
+           for group in ("per_digit", "large.both", "large.train", "large.test", "more_samples")}
 
 
 @torch.no_grad()
