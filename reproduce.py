@@ -278,7 +278,7 @@ def list_sections(opts) -> int:
         click.echo(f"{name:8} {state:6} {when:26} {wall:>8}  {headline}")
         if reasons[name] and state == "stale":
             click.echo(f"{'':8} why: {'; '.join(reasons[name])}")
-            stale.append(entry["wall_time_s"])
+            stale.append(entry["wall_time_s"] if entry else 0.0)
     if stale:
         click.echo(f"\n{len(stale)} section(s) with results would rerun; they took {sum(stale) / 60:.1f} minutes one after "
                    f"another where they were recorded (sections run {opts.jobs} at a time here).")
