@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: report test smoke verify render clean
+.PHONY: report test smoke verify render spread bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ verify: $(VENV)/.installed  ## recompute every section in scratch/ and compare w
 	$(PY) reproduce.py --verify
 
 render: $(VENV)/.installed  ## rebuild the PDFs and READMEs from the registry
+	$(PY) reproduce.py --render
+
+spread: $(VENV)/.installed  ## the brief's sections with seeds 0, 1, 2: the spread --verify takes its tolerances from
+	$(PY) reproduce.py --spread --seeds 0,1,2 --only sup,q1,q2,q3,q4
+
+bench: $(VENV)/.installed  ## time cold runs and the data path on this machine: bench/results.json, then the README
+	$(PY) bench/run.py
 	$(PY) reproduce.py --render
 
 clean:  ## remove caches and scratch output (keeps .venv, data and checkpoints)

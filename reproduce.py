@@ -6,6 +6,8 @@
     python reproduce.py --list             what has results, from when, fresh or stale and why
     python reproduce.py --verify --only q1 recompute into a scratch folder and compare
     python reproduce.py --smoke --all      the whole pipeline on tiny sizes, in its own folder
+    python reproduce.py --spread --seeds 0,1,2 --only sup,q1,q2,q3,q4
+                                           record the spread of every number across seeds (verify's tolerances)
 
 AI-written code (brief, section 4.1.1): this script, like experiments/ and pipeline/, was written by
 an AI coding assistant (Claude, by Anthropic).
@@ -95,6 +97,10 @@ def interrupted(signal_name: str, mode: str, out: Path | None) -> str:
 @click.option("--list", "list_", is_flag=True, help="List each section: results or not, from when, wall time, headline, fresh or stale and why.")
 @click.option("--verify", is_flag=True,
               help="Recompute the sections (all, or --only) in a scratch folder and compare every number with the registry.")
+@click.option("--spread", is_flag=True,
+              help="Run the sections (all, or --only) with each of --seeds in scratch folders and record the spread of "
+                   "every number in the registry; --verify sets its cross-device tolerances from it.")
+@click.option("--seeds", default="0,1,2", show_default=True, metavar="LIST", help="The seeds of --spread, comma-separated.")
 @click.option("--render", "render_only", is_flag=True, help="Rebuild the PDFs and READMEs from the registry without running anything.")
 @click.option("--smoke", is_flag=True, help="Tiny sizes that run in about a minute, written to report-smoke/ (never report/).")
 @click.option("--force", is_flag=True, help="Rerun the sections asked for even when their cached results are fresh.")
@@ -111,30 +117,39 @@ def interrupted(signal_name: str, mode: str, out: Path | None) -> str:
 @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True,
               help=f"The one seed of every random draw, 0 to {SEED_MAX} (2^32 - 64: torch keeps 32 bits of a seed, "
               "and sections add offsets below 64), so that no two seeds draw the same numbers.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Sections computed at the same time, each in its own process; 1 computes in this process "
+                   "[default: the number of CPU cores].")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for torch, recorded with the results [default: torch's default for this machine].")
-def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, checkpoints, device, seed, threads):
+              help="CPU threads for torch in each section, recorded with the results: another count rounds differently, "
+                   "so the default does not depend on the machine [default: 1].")
+def cli(run_all, only, list_, verify, spread, seeds, render_only, smoke, force, data_dir, out, checkpoints, device, seed,
+        jobs, threads):
     """Train every model of the exercise on MNIST, measure every number, draw every figure, and write
     report/report.pdf, report/supplement.pdf, report/companion.pdf, report/README.md and README.md from
     report/results.json."""
     selected = parse_sections(only)
     if run_all and selected:
         raise click.UsageError("--all and --only exclude each other: --all already runs every section")
-    if not (run_all or selected or list_ or verify or render_only):
-        raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify or --render (see --help)")
+    if not (run_all or selected or list_ or verify or spread or render_only):
+        raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify, --spread or --render (see --help)")
+    seed_list = parse_seeds(seeds) if spread else []
     from pipeline.interrupts import Interrupted, interruptible
 
     mode = "list" if list_ else "verify" if verify else "render" if render_only else "run"
     opts = None
     try:
         with interruptible(), one_line():
-            opts = options(out, checkpoints, data_dir, device, seed, threads, smoke, force)
+            opts = options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, force)
             if list_:
                 return list_sections(opts)
             if verify:
                 from pipeline.verify import verify as run_verify
                 return run_verify(opts, selected or list(SECTIONS))
             with prepared(opts, run=not render_only):
+                if spread:
+                    from pipeline.spread import record_spread
+                    return record_spread(opts, selected or list(SECTIONS), seed_list)
                 if not render_only:
                     execute(opts, selected or list(SECTIONS), full=run_all)
                 render(opts)
@@ -142,6 +157,16 @@ def cli(run_all, only, list_, verify, render_only, smoke, force, data_dir, out, 
         click.echo("\n" + interrupted(str(err), mode, opts and opts.out), err=True)
         return EXIT_INTERRUPTED.get(err.signum, 1)
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers", param_hint="--seeds") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) > SEED_MAX:
+        raise click.BadParameter(f"give at least two different seeds from 0 to {SEED_MAX}", param_hint="--seeds")
+    return seeds
 
 
 @contextlib.contextmanager
@@ -158,10 +183,8 @@ def one_line():
         raise click.ClickException(str(err)) from None
 
 
-def options(out, checkpoints, data_dir, device, seed, threads, smoke, force):
+def options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, force):
     """Resolve defaults, check the device, fix threads and determinism; creates nothing."""
-    import torch
-
     from experiments.runtime import DeviceError, configure_determinism, resolve_device
     from pipeline.checkpoints import default_folder
     from pipeline.runner import Options
@@ -176,11 +199,13 @@ def options(out, checkpoints, data_dir, device, seed, threads, smoke, force):
         dev = resolve_device(device)
     except DeviceError as err:
         raise click.ClickException(str(err)) from None
-    threads = threads or torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = jobs or cores
+    threads = threads or 1
     configure_determinism(threads)
     checkpoints = checkpoints if checkpoints is not None else default_folder(out)
     return Options(out=out, checkpoints=checkpoints, data_dir=data_dir if data_dir is not None else ROOT / "data",
-                   device=dev, seed=seed, threads=threads, smoke=smoke, force=force)
+                   device=dev, seed=seed, threads=threads, smoke=smoke, force=force, jobs=jobs)
 
 
 @contextlib.contextmanager
@@ -241,6 +266,7 @@ def list_sections(opts) -> int:
     runner = Runner(opts)
     reasons = {name: runner.status(name) for name in SECTIONS}
     click.echo(f"{'section':8} {'state':6} {'finished':26} {'wall':>8}  headline")
+    stale = []
     for name in SECTIONS:
         entry, module = runner.registry.entry(name), section_module(name)
         state = "fresh" if not reasons[name] else "stale" if runner.registry.recorded(name) else "none"
@@ -252,6 +278,10 @@ def list_sections(opts) -> int:
         click.echo(f"{name:8} {state:6} {when:26} {wall:>8}  {headline}")
         if reasons[name] and state == "stale":
             click.echo(f"{'':8} why: {'; '.join(reasons[name])}")
+            stale.append(entry["wall_time_s"] if entry else 0.0)
+    if stale:
+        click.echo(f"\n{len(stale)} section(s) with results would rerun; they took {sum(stale) / 60:.1f} minutes one after "
+                   f"another where they were recorded (sections run {opts.jobs} at a time here).")
     return 0
 
 

@@ -60,6 +60,9 @@ SMOKE = Config(samples=50, chunk=25, fit_steps=20, elbo_samples=10, ais_steps=5,
 HEADLINE = ("split_mean.train", "mean log p(x), training images (nats)")
 TOLERANCES = {"split_mean.train": (1e-3, 10.0), "split_mean.test": (1e-3, 10.0), "difference": (1e-3, 10.0),
               "ref.split_mean.train": (1e-3, 2.0), "ref.split_mean.test": (1e-3, 2.0)}
+# integers that select a digit: compared by the mean log p(x) of the digit they name, see pipeline/verify.py
+SELECTS = {f"{group}.{which}_likely_digit": (f"{group}.per_digit_mean", 0) for which in ("most", "least")
+           for group in ("per_digit", "ref", "elbo")}
 
 
 def reference(decode, xf: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, sigma_p: float, cfg: Config,

@@ -63,6 +63,8 @@ SMOKE = Config(epochs=2, batch_size=64)
 HEADLINE = ("test_acc", "test accuracy")
 # (same device, across devices), absolute.
 TOLERANCES = {"test_acc": (0.0, 0.003), "val_acc": (0.0, 0.003), "test_loss": (1e-6, 0.01)}
+# an integer that selects: compared by the validation loss at the epoch it names (1-based), see pipeline/verify.py
+SELECTS = {"best_val_loss_epoch": ("val_loss", 1)}
 
 
 def build_cnn(channels: tuple[int, int], hidden: int, dropout: float) -> nn.Sequential:

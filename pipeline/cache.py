@@ -59,8 +59,25 @@ def make_key(config: dict, files: dict[str, str], data: dict, env: dict, upstrea
     return CacheKey(parts, files)
 
 
-def stale_reasons(entry: dict | None, key: CacheKey) -> list[str]:
-    """Why a registry entry does not match the key (empty when it does)."""
+def machine(env: dict) -> str:
+    """'Intel Xeon (cpu) with 1 thread': where and how numbers were computed, in words."""
+    threads = env.get("threads")
+    return f"{env.get('device_name')} ({env.get('device')}) with {threads} thread{'s' if threads != 1 else ''}"
+
+
+def environment_change(old: dict, new: dict) -> str:
+    """What differs between the environment a section was recorded in and this one, in plain words."""
+    if (old.get("device_name"), old.get("device"), old.get("threads")) != (new.get("device_name"), new.get("device"), new.get("threads")):
+        what = f"recorded on {machine(old)}; this run is on {machine(new)}"
+    else:
+        libs = [f"{lib} {old.get(lib)} -> {new.get(lib)}" for lib in sorted(set(old) | set(new)) if old.get(lib) != new.get(lib)]
+        what = "recorded with other library versions (" + ", ".join(libs) + ")"
+    return what + ": another CPU model, thread count or library rounds differently, so it reruns"
+
+
+def stale_reasons(entry: dict | None, key: CacheKey, env: dict | None = None) -> list[str]:
+    """Why a registry entry does not match the key (empty when it does); ``env``, this run's
+    environment, lets the reason say what differs about the machine."""
     if entry is None:
         return ["no results yet"]
     if entry.get("cache_key") == key.digest:
@@ -74,6 +91,8 @@ def stale_reasons(entry: dict | None, key: CacheKey) -> list[str]:
             old = entry.get("code_files", {})
             changed = sorted(f for f in set(old) | set(key.files) if old.get(f) != key.files.get(f))
             reasons.append("code changed: " + ", ".join(changed))
+        elif part == "env" and env is not None and entry.get("env"):
+            reasons.append(environment_change(entry["env"], env))
         else:
             reasons.append({"config": "configuration changed", "data": "data or splits changed",
                             "env": "library versions, device or threads changed",

@@ -19,6 +19,7 @@ import base64
 import datetime as dt
 import functools
 import hashlib
+import json
 import logging
 import mimetypes
 import os
@@ -256,6 +257,15 @@ def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
             "page_budget": PAGE_BUDGET, **extra}
 
 
+def readme_context(registry: dict, titles: dict[str, str], pages: dict[str, int], date: str) -> dict[str, Any]:
+    """The READMEs' context: the registry's, the verify tolerance's multiple and the benchmark (bench/results.json)."""
+    from .verify import SPREAD_SDS
+
+    bench = ROOT / "bench" / "results.json"
+    return context(registry, titles, pages=pages, date=date, spread_sds=SPREAD_SDS,
+                   bench=json.loads(bench.read_text()) if bench.is_file() else None)
+
+
 def render_html(template: str, ctx: dict[str, Any], prefix: str = "") -> str:
     """Two passes: the first numbers figures and tables, the second resolves references to them."""
     env = environment()
@@ -352,7 +362,7 @@ def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None
     if pages["report"] > PAGE_BUDGET:
         raise RenderError(f"the report has {pages['report']} pages, over the brief's budget of {PAGE_BUDGET}; "
                           "nothing was written: shorten a section or move material to the supplement")
-    ctx = context(registry, titles, pages=pages, date=date)
+    ctx = readme_context(registry, titles, pages, date)
     for name, data in outputs.items():
         atomic_write(out / f"{name}.pdf", data)
     atomic_write(out / "README.md", render_markdown("submission_README.md.j2", ctx).encode())

@@ -1,22 +1,22 @@
-"""Runs sections in order, reusing fresh ones, and commits each finished section atomically.
+"""Runs sections side by side, reusing fresh ones, and commits each finished section atomically.
 
-For each section asked for: if its registry entry and checkpoint match the current cache key it
-is reused; otherwise its upstream sections are brought up to date first (a missing or stale one
-is rerun, and the runner says so), everything is seeded with the one seed, ``run`` computes, and
-its figures, checkpoint and registry entry are written together with signals held.
+A ready queue over the sections' ``REQUIRES``: a section asked for is examined once every section
+it requires that this run is bringing up to date is done. If its registry entry and checkpoint
+match the current cache key it is reused; otherwise its missing or stale upstream sections are
+pulled in (and the runner says so), and once they are done it is computed, in a worker process
+when ``jobs`` > 1 (``pool.py``). The parent alone writes: each section's figures, checkpoint and
+registry entry together with signals held, in the order sections finish.
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import datetime as dt
-import importlib
 import platform
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TextIO
 
 import matplotlib
@@ -25,41 +25,13 @@ import torch
 import torchvision
 
 from experiments import data as mnist
-from experiments.contract import Context
-from experiments.runtime import Progress, seed_everything
 
-from . import SECTIONS  # noqa: F401  (the order in which sections run)
+from . import MODULES, SECTIONS, section_module  # noqa: F401  (re-exported: the sections and their order)
 from .cache import ROOT, CacheKey, code_files, jsonable_config, make_key, stale_reasons
 from .checkpoints import CheckpointError, CheckpointStore
-from .figures import encode_figure
 from .interrupts import critical
+from .pool import Inline, Job, Outcome, Pool, pack
 from .registry import Registry, atomic_write
-
-MODULES = {
-    "sup": "experiments.sup_classification",
-    "q1": "experiments.q1_vae",
-    "q2": "experiments.q2_sampling",
-    "q3": "experiments.q3_latent_opt",
-    "q3x_sparse": "experiments.q3x_sparse",
-    "q3x_rowadam": "experiments.q3x_rowadam",
-    "q3x_long": "experiments.q3x_long",
-    "q4": "experiments.q4_loglik",
-    "q4conv": "experiments.q4_convergence",
-    "extra_beta": "experiments.extra_beta",
-    "extra_range": "experiments.extra_range",
-    "extra": "experiments.extra",
-    "tor_vae": "experiments.tor_vae",
-    "tor_posterior": "experiments.tor_posterior",
-    "tor_grad": "experiments.tor_grad",
-    "stan_vae": "experiments.stan_vae",
-    "dtu_vae": "experiments.dtu_vae",
-    "dtu_gauss": "experiments.dtu_gauss",
-    "ein_vae": "experiments.ein_vae",
-}
-
-
-def section_module(name: str) -> ModuleType:
-    return importlib.import_module(MODULES[name])
 
 
 @dataclass(frozen=True)
@@ -72,6 +44,7 @@ class Options:
     threads: int
     smoke: bool = False  # tiny configurations and splits
     force: bool = False  # rerun the sections asked for even when fresh
+    jobs: int = 1  # sections computed at the same time, each in its own process (1: in this process)
 
     @property
     def split(self) -> mnist.SplitSpec:
@@ -119,10 +92,9 @@ class Runner:
         self.git = git_state()
         self.env = environment(opts)
         self._splits: mnist.Splits | None = None
+        self._packed: dict | None = None
         self._code: dict[str, dict[str, str]] = {}  # section -> hashes of the code this process imported
-        self._artifacts: dict[str, dict] = {}
-        self._done: set[str] = set()
-        self.executed: list[str] = []
+        self.executed: list[str] = []  # sections computed by this run, in the order they finished
 
     def say(self, section: str, message: str) -> None:
         self.stream.write(f"[{section}] {message}\n")
@@ -154,82 +126,119 @@ class Runner:
         return entry["checkpoint"]["sha256"] if entry and entry.get("checkpoint") else None
 
     def status(self, name: str) -> list[str]:
-        """Why ``name`` must be rerun; empty when its results, figures and checkpoint are fresh."""
+        """Why ``name`` must be rerun, in words; empty when its results, figures and checkpoint are fresh
+        (the checkpoint read back: its checksum, section and cache key)."""
         entry = self.registry.entry(name)
-        reasons = self.registry.problems(name) or stale_reasons(entry, self.key(name))
+        reasons = self.registry.problems(name) or stale_reasons(entry, self.key(name), self.env)
         if not reasons and entry.get("checkpoint"):
             try:
-                self.store.check(entry["checkpoint"])
+                self.store.load(entry, name, torch.device("cpu"))
             except CheckpointError as err:
                 reasons = [str(err)]
         return reasons
 
     def run(self, selected: list[str]) -> None:
-        for name in SECTIONS:
-            if name in selected:
-                self.bring_up_to_date(name, forced=self.opts.force)
+        """Bring the selected sections up to date, computing up to ``jobs`` of them at a time."""
+        self._wanted = {name: None for name in SECTIONS if name in selected}  # section -> the section needing it
+        self._state: dict[str, str] = {}  # section -> "stale" (decided, waiting), "running" or "done"
+        self._why: dict[str, list[str]] = {}
+        pool = Pool(self.opts.jobs, self.opts.threads, self.stream) if self.opts.jobs > 1 else Inline(self.stream)
+        running: dict[cf.Future, tuple[str, CacheKey]] = {}
+        failure: BaseException | None = None
+        try:
+            while True:
+                self.decide()
+                if failure is None:
+                    for name in self.ready()[:self.opts.jobs - len(running)]:
+                        key = self.key(name)
+                        running[self.submit(pool, name)] = (name, key)
+                if not running:
+                    break
+                finished, _ = cf.wait(running, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                pool.drain()
+                for future in finished:
+                    name, key = running.pop(future)
+                    if future.exception() is not None:  # the others finish and are kept; then it is raised
+                        failure = failure or future.exception()
+                        continue
+                    with critical():
+                        self.commit(name, key, future.result())
+                    self._state[name] = "done"
+                    self.executed.append(name)
+                    self.say(name, f"done in {future.result().wall_time_s:.1f}s")
+        except BaseException:
+            pool.stop(kill=True)
+            raise
+        pool.stop()
+        if failure is not None:
+            raise failure
 
-    def bring_up_to_date(self, name: str, forced: bool = False, needed_by: str | None = None) -> None:
-        if name in self._done:
-            return
-        reasons = self.status(name)
-        if not reasons and not forced:
-            self.say(name, "fresh: results reused" + ("" if needed_by else " (--force reruns it)"))
-            self._done.add(name)
-            return
-        for upstream in section_module(name).REQUIRES:
-            self.bring_up_to_date(upstream, needed_by=name)
+    def decide(self) -> None:
+        """Examine every wanted section whose wanted upstream sections are done: fresh ones are reused,
+        stale ones pull in their own upstream sections; until nothing changes."""
+        changed = True
+        while changed:
+            changed = False
+            for name in SECTIONS:
+                if name not in self._wanted or name in self._state:
+                    continue
+                requires = section_module(name).REQUIRES
+                if any(u in self._wanted and self._state.get(u) != "done" for u in requires):
+                    continue
+                changed = True
+                reasons = self.status(name)
+                needed_by = self._wanted[name]
+                if not reasons and not (self.opts.force and needed_by is None):
+                    self.say(name, "fresh: results reused" + ("" if needed_by else " (--force reruns it)"))
+                    self._state[name] = "done"
+                    continue
+                self.splits()  # a data error surfaces before anything is announced
+                self._state[name], self._why[name] = "stale", reasons
+                for upstream in requires:
+                    self._wanted.setdefault(upstream, name)
+
+    def ready(self) -> list[str]:
+        """Stale sections whose upstream sections are all done: in the report's order with one job; with
+        more, those that more sections require first (they lie on the longest path)."""
+        ready = [n for n in SECTIONS if self._state.get(n) == "stale"
+                 and all(self._state.get(u) == "done" for u in section_module(n).REQUIRES)]
+        if self.opts.jobs == 1:
+            return ready
+        dependants = {n: sum(n in section_module(other).REQUIRES for other in SECTIONS) for n in ready}
+        return sorted(ready, key=lambda n: -dependants[n])
+
+    def submit(self, pool, name: str) -> cf.Future:
+        reasons, needed_by = self._why[name], self._wanted[name]
         why = "; ".join(reasons) if reasons else "--force"
-        self.splits()  # a data error surfaces before anything is announced
-        if any("corrupt" in r for r in reasons):
+        if any(r.startswith("checkpoint ") and not r.endswith("is missing") for r in reasons):
             self.say(name, f"warning: {why}; recomputing it")
         self.say(name, f"needed by {needed_by}, running it first ({why})" if needed_by else f"running ({why})")
-        self.execute(name)
-        self._done.add(name)
+        if self._packed is None:
+            self._packed = pack(self.splits())
+        upstream = {u: {k: self.registry.entry(u)[k] for k in ("checkpoint", "cache_key")} for u in section_module(name).REQUIRES}
+        job = Job(section=name, config=self.config(name), key=self.key(name).digest, data=self._packed,
+                  device=str(self.opts.device), seed=self.opts.seed, smoke=self.opts.smoke,
+                  checkpoints=str(self.opts.checkpoints), registry=str(self.opts.out / "results.json"), upstream=upstream)
+        self._state[name] = "running"
+        return pool.submit(job)
 
-    def artifacts(self, name: str) -> dict:
-        """The artifacts of an up-to-date section, from this run or from its checkpoint."""
-        if name not in self._artifacts:
-            try:
-                self._artifacts[name] = self.store.load(self.registry.entry(name), name, self.opts.device)
-            except CheckpointError as err:
-                self.say(name, f"warning: {err}; recomputing it")
-                self.execute(name)
-        return self._artifacts[name]
-
-    def execute(self, name: str) -> None:
-        module, cfg = section_module(name), self.config(name)
-        upstream = {u: self.artifacts(u) for u in module.REQUIRES}
-        ctx = Context(data=self.splits(), device=self.opts.device, seed=self.opts.seed,
-                      progress=Progress(name, self.stream), require=upstream.__getitem__, smoke=self.opts.smoke)
-        key = self.key(name)
-        seed_everything(self.opts.seed)
-        start = time.perf_counter()
-        result = module.run(cfg, ctx)
-        wall = time.perf_counter() - start
-        with critical():
-            self.commit(name, module, cfg, key, result, wall)
-        self._artifacts[name] = result.artifacts
-        self.executed.append(name)
-        self.say(name, f"done in {wall:.1f}s")
-
-    def commit(self, name, module, cfg, key: CacheKey, result, wall: float) -> None:
-        """Encode everything first (a failure writes nothing), then write the figures, the checkpoint
+    def commit(self, name: str, key: CacheKey, outcome: Outcome) -> None:
+        """Build everything first (a failure writes nothing), then write the figures, the checkpoint
         and last the registry entry that points at both; only then drop the older checkpoints. The registry
         is read again first (under the output folder's lock), so no other run's commit is lost."""
         self.registry.reload()
+        module, cfg = section_module(name), self.config(name)
         source = Path(module.__file__).resolve().relative_to(ROOT).as_posix()
         files, figures = {}, {}
-        for fig_name, fig in result.figures.items():
-            payload, record = encode_figure(fig, f"{name}_{fig_name}")
+        for fig_name, (payload, record) in outcome.figures.items():
             files[self.opts.out / "figures" / record["file"]] = payload
             figures[fig_name] = {**record, "file": f"figures/{record['file']}", "module": source}
-        payload, checkpoint = self.store.encode(name, key.digest, result.artifacts) if result.artifacts else (None, None)
+        payload, checkpoint = outcome.checkpoint or (None, None)
         provenance = self.provenance()
         entry = {
-            "title": module.TITLE, "module": source, "metrics": result.metrics, "figures": figures,
+            "title": module.TITLE, "module": source, "metrics": outcome.metrics, "figures": figures,
             "config": jsonable_config(cfg), "seed": self.opts.seed, "smoke": self.opts.smoke,
-            "wall_time_s": wall, "finished_at": provenance["time"], "cache_key": key.digest,
+            "wall_time_s": outcome.wall_time_s, "finished_at": provenance["time"], "cache_key": key.digest,
             "key_parts": key.parts, "code_files": key.files, "checkpoint": checkpoint,
             "env": self.env, "provenance": provenance,
         }

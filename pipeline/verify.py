@@ -1,13 +1,23 @@
 """``--verify``: recompute sections in a scratch folder and compare every number with the registry.
 
-The recorded registry (``report/results.json`` by default) is only read. Each number is compared
-within a tolerance: the section module's ``TOLERANCES[key] = (same_device_abs, cross_device_abs)``
-where it declares one; otherwise integers (counts, image indices) must be equal and other numbers
-agree within the defaults below, relative to each recorded value (per element for per-epoch
-lists). "Same device" means the recorded entry's environment (device type and model, thread
-count, library versions) equals this one; then deterministic kernels reproduce the numbers to the
-last bit. Timings (the ``timing`` subtree) are never compared. Strings and structured values
-(layer lists) must be equal.
+The recorded registry (``report/results.json`` by default) is only read. "Same device" means the
+recorded entry's environment (device type and model, thread count, library versions) equals this
+one; then deterministic kernels reproduce the numbers to the last bit, and each number must agree
+within the module's ``TOLERANCES[key][0]`` or else exactly (integers) or to DEFAULT_SAME_REL.
+
+Across devices (another CPU model, thread count or library version) rounding differs and grows
+through training like a change of seed does. Where the registry holds a ``spread`` record
+(``--spread``: the same sections run with several seeds), a number's tolerance is SPREAD_SDS
+times its standard deviation across those seeds, per element of a per-epoch list, floored at the
+same-device tolerance; an integer (a count) also passes when it lies within the values the seeds
+gave. Without a spread: the module's ``TOLERANCES[key][1]``, else integers exactly and other
+numbers within DEFAULT_CROSS_REL of the recorded value.
+
+An integer that selects something (the best epoch, the most likely digit) is listed in the
+module's ``SELECTS = {key: (list_key, first_index)}`` and compared by what it selects: the value of
+``list_key`` at the recorded position against the reproduced value at the reproduced position,
+within that list's tolerance. Timings (the ``timing`` subtree) are never compared; strings and
+structured values (layer lists) must be equal.
 """
 from __future__ import annotations
 
@@ -27,7 +37,8 @@ from .registry import Registry
 from .runner import Options, Runner, section_module
 
 DEFAULT_SAME_REL = 1e-6  # same device and threads: bit-identical up to float printing
-DEFAULT_CROSS_REL = 0.05  # another device or library version: 5% of the recorded value
+DEFAULT_CROSS_REL = 0.05  # another device, no spread recorded: 5% of the recorded value
+SPREAD_SDS = 4.0  # another device: tolerance = this many standard deviations across seeds
 
 
 @dataclass(frozen=True)
@@ -60,9 +71,44 @@ def numbers(value: Any) -> list[float | int] | None:
     return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def compare(section: str, recorded: dict, reproduced: dict) -> list[Row]:
-    """One row per recorded metric of a section."""
-    tolerances = getattr(section_module(section), "TOLERANCES", {})
+def usable_spread(registry: dict, section: str, entry: dict) -> dict[str, dict]:
+    """The spread of the section's numbers, when it was measured with the entry's configuration and size."""
+    spread = registry.get("spread") or {}
+    record = spread.get("sections", {}).get(section)
+    if not record or spread.get("smoke") != entry.get("smoke") or record.get("config") != entry.get("config"):
+        return {}
+    return record["metrics"]
+
+
+class Rule:
+    """Per-element tolerances of one metric, and whether a difference passes."""
+
+    def __init__(self, key: str, recorded: list, same: bool, declared: dict, spread: dict):
+        self.ints = all(isinstance(x, int) for x in recorded)
+        self.seen: list[tuple[float, float]] | None = None
+        if same:
+            self.tols = ([declared[key][0]] * len(recorded) if key in declared
+                         else [0.0 if self.ints else DEFAULT_SAME_REL * max(1.0, abs(x)) for x in recorded])
+        elif key in spread:
+            sds = spread[key]["sd"] if isinstance(spread[key]["sd"], list) else [spread[key]["sd"]]
+            self.tols = [max(SPREAD_SDS * sd, DEFAULT_SAME_REL * max(1.0, abs(x))) for sd, x in zip(sds, recorded)]
+            if self.ints:  # the range of values the seeds gave, per element
+                self.seen = [(min(col), max(col)) for col in zip(*(numbers(v) for v in spread[key]["values"]))]
+        elif key in declared:
+            self.tols = [declared[key][1]] * len(recorded)
+        else:
+            self.tols = [0.0 if self.ints else DEFAULT_CROSS_REL * max(1.0, abs(x)) for x in recorded]
+
+    def ok(self, i: int, reproduced: float, difference: float) -> bool:
+        within_seen = self.seen is not None and self.seen[i][0] <= reproduced <= self.seen[i][1]
+        return math.isfinite(difference) and (difference <= self.tols[i] or within_seen)
+
+
+def compare(section: str, recorded: dict, reproduced: dict, registry: dict | None = None) -> list[Row]:
+    """One row per recorded metric of a section; ``registry`` (the recorded one) may hold a spread."""
+    module = section_module(section)
+    declared, selects = getattr(module, "TOLERANCES", {}), getattr(module, "SELECTS", {})
+    spread = usable_spread(registry or {}, section, recorded)
     same = recorded.get("env") == reproduced.get("env")
     old_flat, new_flat = flatten(recorded["metrics"]), flatten(reproduced["metrics"])
     rows = []
@@ -75,17 +121,28 @@ def compare(section: str, recorded: dict, reproduced: dict) -> list[Row]:
         if a is None or b is None or len(a) != len(b):
             rows.append(Row(label, old, new, None, None, old == new))
             continue
+        if key in selects and len(a) == 1 and old != new:
+            rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread))
+            continue
+        rule = Rule(key, a, same, declared, spread)
         diffs = [abs(x - y) for x, y in zip(a, b)]
-        if key in tolerances:
-            tols = [tolerances[key][0 if same else 1]] * len(a)
-        elif all(isinstance(x, int) for x in a):
-            tols = [0.0] * len(a)
-        else:
-            tols = [(DEFAULT_SAME_REL if same else DEFAULT_CROSS_REL) * max(1.0, abs(x)) for x in a]
-        worst = max(range(len(a)), key=lambda i: diffs[i] - tols[i])
-        ok = all(math.isfinite(d) and d <= t for d, t in zip(diffs, tols))
-        rows.append(Row(label, old, new, diffs[worst], tols[worst], ok))
+        worst = max(range(len(a)), key=lambda i: diffs[i] - rule.tols[i])
+        ok = all(rule.ok(i, b[i], diffs[i]) for i in range(len(a)))
+        rows.append(Row(label, old, new, diffs[worst], rule.tols[worst], ok))
     return rows
+
+
+def selected(label: str, select: tuple[str, int], old: int, new: int, old_flat: dict, new_flat: dict,
+             same: bool, declared: dict, spread: dict) -> Row:
+    """A selecting integer that differs: compare the values it selects, recorded and reproduced."""
+    key, first = select
+    values_old, values_new = numbers(old_flat.get(key)), numbers(new_flat.get(key))
+    i, j = old - first, new - first
+    if not values_old or not values_new or not (0 <= i < len(values_old) and 0 <= j < len(values_new)):
+        return Row(label, old, new, None, None, False)
+    rule = Rule(key, values_old, same, declared, spread)
+    difference = abs(values_old[i] - values_new[j])
+    return Row(f"{label} (by {key})", old, new, difference, rule.tols[i], rule.ok(i, values_new[j], difference))
 
 
 def show(value: Any) -> str:
@@ -120,12 +177,16 @@ def verify(opts: Options, selected: list[str]) -> int:
     runner = Runner(dataclasses.replace(opts, out=scratch, checkpoints=scratch / "checkpoints", force=True))
     runner.run(selected)
     rows = [row for name in runner.executed if reference.entry(name)
-            for row in compare(name, reference.entry(name), runner.registry.entry(name))]
+            for row in compare(name, reference.entry(name), runner.registry.entry(name), reference.data)]
     print_table(rows)
     failed = [r for r in rows if not r.ok]
     same = all(reference.entry(n).get("env") == runner.registry.entry(n).get("env") for n in runner.executed)
+    spread = reference.data.get("spread")
+    basis = ("bit for bit up to the same-device tolerances" if same else
+             f"within {SPREAD_SDS:g} SD of the spread over seeds {', '.join(map(str, spread['seeds']))} where recorded"
+             if spread else "within the cross-device defaults (no spread recorded: make spread)")
     click.echo(f"\n{len(rows)} numbers in {', '.join(runner.executed)} compared on "
-               f"{'the same' if same else 'a different'} device/environment as recorded, in "
+               f"{'the same' if same else 'a different'} device/environment as recorded ({basis}), in "
                f"{time.perf_counter() - start:.0f}s; reproduced registry: {scratch / 'results.json'}")
     click.echo(f"{len(failed)} outside tolerance" if failed else "all within tolerance")
     return 1 if failed else 0

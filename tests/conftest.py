@@ -103,7 +103,7 @@ def first_run(tiny_root, tmp_path_factory):
 
 @pytest.fixture
 def copied(first_run, tmp_path):
-    """A private copy of the first run's output and checkpoints."""
+    """A private copy of the first run's output (computed with one thread) and checkpoints."""
     out, _ = first_run
     shutil.copytree(out, tmp_path / "report")
     shutil.copytree(out.parent / "report-ckpt", tmp_path / "report-ckpt")

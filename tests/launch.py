@@ -1,8 +1,10 @@
 """Test helper (not a test): run reproduce.py's command line in a child process on the tiny data.
 
 TEST_MNIST_MD5 holds the tiny files' MD5 sums as JSON. With TEST_BLOCK_SECTION=q1, that section's
-``run`` announces "[test] q1 computed" on stderr when it has its result and then sleeps, so that a
-test can deliver a signal at a known point: after the computation, before anything is written.
+``run`` announces "[test] q1 computed in <pid>" on stderr when it has its result and then sleeps, so
+that a test can deliver a signal at a known point: after the computation, before anything is written.
+Worker processes (``--jobs`` > 1) start by importing this file as ``__mp_main__``, so they are
+patched the same way; only the main process runs the command line.
 """
 import importlib
 import json
@@ -24,12 +26,13 @@ if blocked:
 
     def run(cfg, ctx):
         result = compute(cfg, ctx)
-        print(f"[test] {blocked} computed", file=sys.stderr, flush=True)
+        print(f"[test] {blocked} computed in {os.getpid()}", file=sys.stderr, flush=True)
         time.sleep(120)
         return result
 
     module.run = run
 
-import reproduce  # noqa: E402
+if __name__ == "__main__":
+    import reproduce
 
-reproduce.cli()
+    reproduce.cli()

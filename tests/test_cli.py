@@ -26,7 +26,7 @@ def test_help_explains_every_option():
     result = invoke("--help")
     assert result.exit_code == 0
     for option in ("--all", "--only", "--list", "--verify", "--smoke", "--force", "--data-dir", "--out", "--device",
-                   "--seed", "--threads", "--render", "MNIST_DATA_DIR"):
+                   "--seed", "--threads", "--jobs", "--spread", "--seeds", "--render", "MNIST_DATA_DIR"):
         assert option in result.output
 
 

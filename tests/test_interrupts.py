@@ -51,9 +51,9 @@ def interrupt_at(proc: subprocess.Popen, section: str, sig: int) -> tuple[int, s
     (signal.SIGINT, "q1,q2,q4", "q4", {"q1", "q2"}),
 ])
 def test_interrupted_run_keeps_finished_sections_and_resumes(tiny_root, tmp_path, sig, sections, section, finished):
-    """An interrupted run exits 130/143, keeps exactly the finished sections, and the rerun does only the rest."""
+    """An interrupted run (one section at a time) exits 130/143, keeps exactly the finished sections, and the rerun does only the rest."""
     out = tmp_path / "report"
-    code, err = interrupt_at(start(tiny_root, out, "--only", sections, block=section), section, sig)
+    code, err = interrupt_at(start(tiny_root, out, "--only", sections, "--jobs", "1", block=section), section, sig)
     assert code == 128 + sig, err
     assert "interrupted by" in err and "Traceback" not in err
     recorded = json.loads((out / "results.json").read_text())["sections"] if finished else {}
@@ -72,9 +72,59 @@ def test_interrupted_forced_rerun_changes_nothing(tiny_root, tmp_path):
     first = start(tiny_root, out, "--only", "sup,q1")
     assert first.wait(timeout=300) == 0
     before = snapshot(out, tmp_path / "ckpt")
-    code, err = interrupt_at(start(tiny_root, out, "--only", "sup,q1", "--force", block="sup"), "sup", signal.SIGTERM)
+    code, err = interrupt_at(start(tiny_root, out, "--only", "sup,q1", "--force", "--jobs", "1", block="sup"), "sup",
+                             signal.SIGTERM)
     assert code == 143, err
     assert snapshot(out, tmp_path / "ckpt") == before
+
+
+def wait_for(proc: subprocess.Popen, *fragments: str) -> tuple[list[str], int]:
+    """Read stderr until every fragment has appeared; the lines, and the pid a blocked worker announced."""
+    seen, deadline = [], time.monotonic() + 180
+    for line in proc.stderr:
+        seen.append(line)
+        if all(any(f in s for s in seen) for f in fragments):
+            break
+        assert time.monotonic() < deadline, "".join(seen)
+    pid = next(int(s.split(" in ")[-1]) for s in seen if "[test]" in s and " computed in " in s)
+    return seen, pid
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether the process has exited (a zombie awaiting its reaper counts as exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith(("Z", "X")):
+                return True
+        except (FileNotFoundError, IndexError):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_interrupted_pool_keeps_the_finished_section_and_stops_its_workers(tiny_root, tmp_path):
+    """SIGTERM while q1 computes in a worker and sup has finished beside it: exit 143, sup kept, the worker ends."""
+    out = tmp_path / "report"
+    proc = start(tiny_root, out, "--only", "sup,q1", "--jobs", "2", block="q1")
+    seen, worker = wait_for(proc, "[sup] done", "[test] q1 computed")
+    assert worker != proc.pid
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 143, "".join(seen) + rest
+    assert set(json.loads((out / "results.json").read_text())["sections"]) == {"sup"}
+    assert not [p for p in snapshot(out, tmp_path / "ckpt") if ".tmp" in p]
+    assert gone(worker)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_workers_die_with_a_killed_parent(tiny_root, tmp_path):
+    """SIGKILL to the parent (no chance to clean up) still ends its worker processes."""
+    proc = start(tiny_root, tmp_path / "report", "--only", "q1", "--jobs", "2", block="q1")
+    _, worker = wait_for(proc, "[test] q1 computed")
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert gone(worker)
 
 
 def test_signal_during_the_commit_completes_the_section(tiny_data, tmp_path, monkeypatch):
@@ -92,8 +142,8 @@ def test_signal_during_the_commit_completes_the_section(tiny_data, tmp_path, mon
 
     monkeypatch.setattr(registry.Registry, "write", write_after_a_signal)
     out = tmp_path / "report"
-    result = CliRunner().invoke(reproduce.cli, ["--smoke", "--only", "sup,q1", "--data-dir", str(tiny_data), "--out", str(out),
-                                                "--checkpoints", str(tmp_path / "ckpt")])
+    result = CliRunner().invoke(reproduce.cli, ["--smoke", "--only", "sup,q1", "--jobs", "1", "--data-dir", str(tiny_data),
+                                                "--out", str(out), "--checkpoints", str(tmp_path / "ckpt")])
     assert result.exit_code == 143, result.output
     entry = json.loads((out / "results.json").read_text())["sections"]["sup"]
     assert set(json.loads((out / "results.json").read_text())["sections"]) == {"sup"}

@@ -158,7 +158,7 @@ def test_committed_readme_matches_its_template(committed):
     """README.md is exactly what templates/README.md.j2 renders from the committed registry."""
     pdf = ROOT / "report" / "report.pdf"
     pages = {"report": pdf_pages(pdf.read_bytes())}
-    ctx = render.context(committed, TITLES, pages=pages, date="")
+    ctx = render.readme_context(committed, TITLES, pages, "")
     assert render.render_markdown("README.md.j2", ctx) == (ROOT / "README.md").read_text()
 
 

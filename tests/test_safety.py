@@ -312,7 +312,7 @@ def test_default_data_folder_is_in_the_repository(monkeypatch, tmp_path):
     """Without --data-dir or MNIST_DATA_DIR the data folder is data/ in the repository, wherever the command runs."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
-    opts = reproduce.options(None, None, None, "cpu", 0, 1, True, False)
+    opts = reproduce.options(None, None, None, "cpu", 0, 1, 1, True, False)
     assert opts.data_dir == ROOT / "data"
 
 
