@@ -112,7 +112,7 @@ def log_likelihoods(enc, dec, x: torch.Tensor, sigma_p: float, cfg: Config, nois
                     with_reference: bool = False) -> dict[str, torch.Tensor]:
     """Per-image estimates for images x (N, 1, 28, 28), each (N,): Eq. 9 (``log_p``) and the
     effective sample size of its weights, (sum w)^2 / sum w^2 (M when all are equal, 1 when one
-    dominates); the encoder's ELBO (the mean of the same log-weights, E_q log w) and its KL term.
+    dominates); Eq. 9 from the first M / 10 samples (``log_p_tenth``); the encoder's ELBO (the mean of the same log-weights, E_q log w) and its KL term.
     With ``with_reference``, also the reference (``ref``) and its parts (see ``reference``) and
     q_x against q* (``posterior_width``, (N, d))."""
     parts: dict[str, list] = {}
@@ -123,6 +123,8 @@ def log_likelihoods(enc, dec, x: torch.Tensor, sigma_p: float, cfg: Config, nois
             mean, logvar = enc(xb)
             log_w = importance_log_weights(xf, mean, logvar, decode, sigma_p, cfg.samples, cfg.chunk, noise)
         values = {"log_p": log_mean_exp(log_w), "ess": effective_sample_size(log_w), "elbo": log_w.mean(0),
+                  # Eq. 9 from the first M / 10 samples: how much the last 90% add (the estimate's growth with M)
+                  "log_p_tenth": log_mean_exp(log_w[: max(1, len(log_w) // 10)]),
                   "kl": kl_to_standard_normal(mean, logvar).sum(1)}
         if with_reference:
             ref = reference(decode, xf, mean, logvar, sigma_p, cfg, noise)
