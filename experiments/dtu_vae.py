@@ -20,7 +20,6 @@ Rerun: ``python reproduce.py --only dtu_vae``
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -204,5 +203,5 @@ def run(cfg: Config, ctx: Context) -> Result:
     grid = DigitGrid(torch.stack(rows).view(len(rows), 10, 28, 28).cpu().numpy(), tuple(row_labels))
     figures = {"aggregate": scatter_figure(proj, y_test[cluster_idx].numpy(), centres),
                "curves": curves_figure(histories), "samples": grid}
-    artifacts = {name: {"arch": dataclasses.asdict(m.arch), "weights": m.state_dict()} for name, m in models.items()}
+    artifacts = {name: mlp_vae.checkpoint(m) for name, m in models.items()}
     return Result(metrics, figures, artifacts)
