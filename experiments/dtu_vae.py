@@ -180,7 +180,7 @@ def run(cfg: Config, ctx: Context) -> Result:
 
     steps = math.ceil(len(x_train) / cfg.training.batch_size) * cfg.training.epochs
     metrics = {
-        "test": test, "nll": nll, "clustering": clusters, "timings": timings,
+        "test": test, "nll": nll, "clustering": clusters, "timing": timings,
         "mog_minus_gaussian": paired(per_image["mog"], per_image["gaussian"]),
         "train_elbo": {name: h["train_elbo"] for name, h in histories.items()},
         "budget": {"train_images": len(x_train), "epochs": cfg.training.epochs, "steps": steps,
