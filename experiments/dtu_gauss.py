@@ -98,7 +98,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     ink = x_train.mean(0).cpu()  # (D,) average intensity of each pixel
     metrics = {
         "test": test, "scores": scores, "train_elbo": {name: h["train_elbo"] for name, h in histories.items()},
-        "train_s": {name: sum(h["epoch_s"]) for name, h in histories.items()},
+        "timing": {"train_s": {name: sum(h["epoch_s"]) for name, h in histories.items()}},
         "learned_sigma": {"median": learned.median().item(), "min": learned.min().item(), "max": learned.max().item(),
                           "floor_share": (learned < 1.05 * cfg.sigma_min).double().mean().item(),
                           # pixels that are ink in at least a tenth of the images on average, and the rest

@@ -20,7 +20,6 @@ Rerun: ``python reproduce.py --only dtu_vae``
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -181,7 +180,7 @@ def run(cfg: Config, ctx: Context) -> Result:
 
     steps = math.ceil(len(x_train) / cfg.training.batch_size) * cfg.training.epochs
     metrics = {
-        "test": test, "nll": nll, "clustering": clusters, "timings": timings,
+        "test": test, "nll": nll, "clustering": clusters, "timing": timings,
         "mog_minus_gaussian": paired(per_image["mog"], per_image["gaussian"]),
         "train_elbo": {name: h["train_elbo"] for name, h in histories.items()},
         "budget": {"train_images": len(x_train), "epochs": cfg.training.epochs, "steps": steps,
@@ -204,5 +203,5 @@ def run(cfg: Config, ctx: Context) -> Result:
     grid = DigitGrid(torch.stack(rows).view(len(rows), 10, 28, 28).cpu().numpy(), tuple(row_labels))
     figures = {"aggregate": scatter_figure(proj, y_test[cluster_idx].numpy(), centres),
                "curves": curves_figure(histories), "samples": grid}
-    artifacts = {name: {"arch": dataclasses.asdict(m.arch), "weights": m.state_dict()} for name, m in models.items()}
+    artifacts = {name: mlp_vae.checkpoint(m) for name, m in models.items()}
     return Result(metrics, figures, artifacts)

@@ -115,7 +115,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         per_lr[f"{lr:g}"] = {
             "lr": lr, "val_elbo": val, "train_elbo": histories[lr]["train_elbo"],
             "final_val_elbo": val[-1], "final_val_se": histories[lr]["val"][-1]["elbo_se"],
-            "test": mlp_vae.evaluate(model, x_test, ctx.seed + 1), "train_s": sum(histories[lr]["epoch_s"]),
+            "test": mlp_vae.evaluate(model, x_test, ctx.seed + 1),
             **stability(val, cfg.rise_tolerance),
             "means": sample_metrics.score(reference, sample_metrics.cnn_features(classifier, as_images(means)), cfg.knn),
             "samples": sample_metrics.score(reference, sample_metrics.cnn_features(classifier, as_images(samples)), cfg.knn),
@@ -136,5 +136,6 @@ def run(cfg: Config, ctx: Context) -> Result:
         "train_images": len(x_train), "val_images": len(x_val), "epochs": cfg.training.epochs,
         "batch_size": cfg.training.batch_size, "metric_images": n, "knn": cfg.knn, "shown": cfg.shown,
         "latent_dim": cfg.latent_dim, "components": cfg.components, "hidden": list(cfg.hidden),
+        "timing": {"train_s": {f"{lr:g}": sum(histories[lr]["epoch_s"]) for lr in cfg.lrs}},
     }
     return Result(metrics, {"curves": curves_figure(histories, cfg.lrs), "samples": grid})

@@ -1,20 +1,23 @@
-"""The companion's fully connected VAE (peers.md B and C; any course that sets an MLP VAE): one model
+"""The companion's fully connected VAE (peers.md A to D; every course that sets an MLP VAE): one model
 with a choice of prior and of likelihood, its ELBO, importance-sampled log p(x), and its training loop.
 
 Model, images flattened to x in R^D (D = 784), latent z in R^d:
-    q(z|x) = N(mu(x), diag exp(r(x)))           encoder MLP D -> hidden -> 2d
+    q(z|x) = N(mu(x), diag exp(r(x)))           encoder MLP D -> hidden -> 2d (ReLU or tanh between layers)
     p(z)   = N(0, I)                           prior "gaussian"
            = sum_k pi_k N(m_k, diag exp(s_k))  prior "mog" (pi, m, s learned with the networks)
     p(x|z) = prod_j Bernoulli(x_j; sigmoid(f_j(z)))              likelihood "bernoulli" (binarized pixels)
            = N(x; sigmoid(f(z)), sigma^2 I)                       likelihood "gaussian_fixed"
            = N(x; sigmoid(f(z)), diag(v)), v learned per pixel    likelihood "gaussian_learned"
-with the decoder MLP f: d -> hidden (reversed) -> D. The ELBO per image (one z = mu + sigma * eps):
-    ELBO(x) = log p(x|z) - KL(q || p),  KL in closed form for N(0, I), by log q(z|x) - log p(z) at the
-    same z for the mixture (which has no closed form); both are unbiased estimates of the same ELBO.
+with the decoder MLP f: d -> hidden (reversed) -> D. The ELBO per image (one z = mu + sigma * eps;
+Kingma and Welling 2013, Eq. 10 with, and Eq. 3 without, the closed-form KL):
+    ELBO(x) = log p(x|z) - KL(q || p),  KL in closed form for N(0, I) (unless ``closed_form_kl`` is off),
+    by log q(z|x) - log p(z) at the same z otherwise and for the mixture (which has no closed form);
+    both are unbiased estimates of the same ELBO.
 All probability is in ``prob.py``. Nothing here runs on import.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from .prob import (bernoulli_log_prob, bernoulli_sample, diag_gaussian_log_prob,
 PIXELS = 28 * 28  # D
 PRIORS = ("gaussian", "mog")
 LIKELIHOODS = ("bernoulli", "gaussian_fixed", "gaussian_learned")
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 @dataclass(frozen=True)
@@ -38,18 +42,20 @@ class Arch:
 
     latent_dim: int = 10  # d (DTU's M)
     hidden: tuple[int, ...] = (256, 256)  # widths of the encoder's hidden layers; the decoder mirrors them
+    activation: str = "relu"  # nonlinearity between the layers, one of ACTIVATIONS
     prior: str = "gaussian"  # one of PRIORS
     components: int = 10  # K, mixture components of the "mog" prior (one per digit class, a choice)
     likelihood: str = "bernoulli"  # one of LIKELIHOODS
     sigma: float = 0.1  # pixel standard deviation of "gaussian_fixed"; the initial one of "gaussian_learned"
     sigma_min: float = 0.01  # floor of a learned sigma (background pixels are exactly 0: without it v -> 0)
+    closed_form_kl: bool = True  # KL(q || N(0, I)) in closed form; False: log q(z|x) - log p(z) at the drawn z
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers of the given widths with ReLU between them (none after the last)."""
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    """Linear layers of the given widths with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+        layers += [nn.Linear(a, b)] + ([ACTIVATIONS[activation]()] if i < len(sizes) - 2 else [])
     return nn.Sequential(*layers)
 
 
@@ -58,12 +64,12 @@ class MLPVAE(nn.Module):
 
     def __init__(self, arch: Arch):
         super().__init__()
-        if arch.prior not in PRIORS or arch.likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown prior {arch.prior!r} or likelihood {arch.likelihood!r}")
+        if arch.prior not in PRIORS or arch.likelihood not in LIKELIHOODS or arch.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown prior {arch.prior!r}, likelihood {arch.likelihood!r} or activation {arch.activation!r}")
         self.arch = arch
         d = arch.latent_dim
-        self.encoder = mlp([PIXELS, *arch.hidden, 2 * d])
-        self.decoder = mlp([d, *reversed(arch.hidden), PIXELS])
+        self.encoder = mlp([PIXELS, *arch.hidden, 2 * d], arch.activation)
+        self.decoder = mlp([d, *reversed(arch.hidden), PIXELS], arch.activation)
         if arch.prior == "mog":
             # components start spread out (means ~ N(0, I)), unit variances, equal weights
             self.mix_logits = nn.Parameter(torch.zeros(arch.components))
@@ -102,11 +108,15 @@ class MLPVAE(nn.Module):
         """E[x|z] = sigmoid(f(z)) for every likelihood, (..., D)."""
         return torch.sigmoid(self.decoder(z))
 
-    def log_lik(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) for x (B, D) and z (..., B, d); (..., B)."""
+    def log_lik(self, x: torch.Tensor, z: torch.Tensor, pixels: slice = slice(None)) -> torch.Tensor:
+        """log p(x|z) of the pixels ``pixels`` (all; the top half: slice(0, 392)) for x (B, D) and z (..., B, d); (..., B)."""
         if self.arch.likelihood == "bernoulli":
-            return bernoulli_log_prob(x, self.decoder(z))
-        return diag_gaussian_log_prob(x, self.decoder_mean(z), self.pixel_logvar())
+            return bernoulli_log_prob(x[:, pixels], self.decoder(z)[..., pixels])
+        return diag_gaussian_log_prob(x[:, pixels], self.decoder_mean(z)[..., pixels], self.pixel_logvar()[pixels])
+
+    def log_joint(self, x: torch.Tensor, pixels: slice = slice(None)):
+        """The function z (..., B, d) -> log p(z) + log p(x_b | z) (..., B) for images x (B, D)."""
+        return lambda z: self.prior_log_prob(z) + self.log_lik(x, z, pixels)
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """x ~ p(x|z) for z (B, d): binary pixels, or the mean plus per-pixel Gaussian noise; (B, D)."""
@@ -120,7 +130,7 @@ class MLPVAE(nn.Module):
         """One-sample ELBO per image and its two terms, each (B,): rec = log p(x|z), kl = KL(q || p)."""
         mean, logvar = self.encode(x)
         z = reparameterize(mean, logvar, eps)  # (B, d)
-        if self.arch.prior == "gaussian":
+        if self.arch.prior == "gaussian" and self.arch.closed_form_kl:
             kl = kl_to_standard_normal(mean, logvar).sum(-1)
         else:
             kl = monte_carlo_kl(z, mean, logvar, self.prior_log_prob)
@@ -130,16 +140,17 @@ class MLPVAE(nn.Module):
     @torch.no_grad()
     def log_px(self, x: torch.Tensor, samples: int, generator: torch.Generator, chunk: int = 500,
                image_batch: int = 100) -> dict[str, torch.Tensor]:
-        """Importance-sampled log p(x) with q(z|x) as proposal and its delta-method standard error,
-        each (N,), for x (N, D) (Burda et al. 2015's estimator with k = ``samples``)."""
-        out: dict[str, list] = {"log_p": [], "se": []}
+        """Importance-sampled log p(x) with q(z|x) as proposal, its delta-method standard error, and the
+        ``samples``-draw Monte Carlo ELBO (the mean of the same log weights), each (N,), for x (N, D)
+        (Burda et al. 2015's estimator with k = ``samples``)."""
+        out: dict[str, list] = {"log_p": [], "se": [], "elbo": []}
         for xb in x.split(image_batch):
             mean, logvar = self.encode(xb)
             # log w_i = log p(z_i) + log p(x|z_i) - log q(z_i|x), z_i ~ q(z|x)
-            log_w = log_weights(mean, logvar, lambda z: self.prior_log_prob(z) + self.log_lik(xb, z), samples, chunk,
-                                generator)  # (M, B)
+            log_w = log_weights(mean, logvar, self.log_joint(xb), samples, chunk, generator)  # (M, B)
             out["log_p"].append(log_mean_exp(log_w))
             out["se"].append(log_mean_exp_se(log_w))
+            out["elbo"].append(log_w.mean(0))
         return {key: torch.cat(v) for key, v in out.items()}
 
 
@@ -202,9 +213,14 @@ def fit(model: MLPVAE, x_train: torch.Tensor, x_val: torch.Tensor | None, traini
             history["val"].append(evaluate(model, x_val, seed + 1))
         history["epoch_s"].append(time.perf_counter() - start)
         val = f", validation ELBO {history['val'][-1]['elbo']:.2f}" if x_val is not None else ""
-        ctx.progress.note(f"{label} epoch {epoch}/{training.epochs}: train ELBO {history['train_elbo'][-1]:.2f}"
+        ctx.progress.note(f"{label + ' ' if label else ''}epoch {epoch}/{training.epochs}: train ELBO {history['train_elbo'][-1]:.2f}"
                           f"{val} nats ({history['epoch_s'][-1]:.1f}s)")
     return history
+
+
+def checkpoint(model: MLPVAE) -> dict:
+    """What ``restore`` reads: {"arch": dict, "weights": state dict}."""
+    return {"arch": dataclasses.asdict(model.arch), "weights": model.state_dict()}
 
 
 def restore(state: dict, device: torch.device) -> MLPVAE:

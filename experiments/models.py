@@ -44,38 +44,3 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.output(self.deconv(self.linear(z).view(-1, self.c, 7, 7)))
-
-
-# ---------------------------------------------------------------- the companion's fully connected VAEs (peers.md)
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
-def mlp(sizes: tuple[int, ...], activation: str) -> nn.Sequential:
-    """Linear layers of the given widths with ``activation`` between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers += [nn.Linear(n_in, n_out)] + ([ACTIVATIONS[activation]()] if i < len(sizes) - 2 else [])
-    return nn.Sequential(*layers)
-
-
-class MLPEncoder(nn.Module):
-    """q(z|x): flat binary image (B, 784) -> (mu, r = log sigma^2), each (B, d)."""
-
-    def __init__(self, hidden: tuple[int, ...], latent_dim: int, activation: str):
-        super().__init__()
-        self.net = mlp((28 * 28, *hidden, 2 * latent_dim), activation)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, logvar = self.net(x).chunk(2, dim=-1)
-        return mean, logvar
-
-
-class MLPDecoder(nn.Module):
-    """p(x|z): latent (B, d) -> Bernoulli logits (B, 784) of the pixels."""
-
-    def __init__(self, hidden: tuple[int, ...], latent_dim: int, activation: str):
-        super().__init__()
-        self.net = mlp((latent_dim, *hidden, 28 * 28), activation)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import bvae
+from . import latent2d
 from .contract import Context, DigitGrid, Result
 from .data import binarize
 
@@ -35,8 +35,7 @@ REQUIRES: tuple[str, ...] = ()
 @dataclass(frozen=True)
 class Config:
     latent_dim: int = 2  # d (the course: 2)
-    encoder_hidden: tuple[int, ...] = (512, 256)  # the course's encoder 784-512-256
-    decoder_hidden: tuple[int, ...] = (256, 512)  # the course's decoder 2-256-512-784
+    hidden: tuple[int, ...] = (512, 256)  # the course's encoder 784-512-256; the decoder mirrors it, 2-256-512-784
     activation: str = "relu"  # hidden nonlinearity
     closed_form_kl: bool = True  # the course uses the closed-form KL
     batch_size: int = 128  # images per Adam step
@@ -93,29 +92,28 @@ def run(cfg: Config, ctx: Context) -> Result:
     full = ctx.data.full_train
     x_train = binarize(full.x).flatten(1).to(ctx.device)
     x_test, y_test = binarize(ctx.data.test.x).flatten(1).to(ctx.device), ctx.data.test.y
-    enc, dec, history, epoch_s = bvae.fit(cfg, ctx, x_train, x_test[:2000])
-    enc, dec = enc.cpu().eval(), dec.cpu().eval()
+    model, history, epoch_s = latent2d.train(cfg, ctx, x_train, x_test[:2000])
     x_train, x_test = x_train.cpu(), x_test.cpu()
     gen = torch.Generator().manual_seed(ctx.seed + cfg.stream)
-    train_elbo = bvae.elbo(enc, dec, x_train[:cfg.n_train_eval], cfg.eval_samples, gen)
-    test_elbo = bvae.elbo(enc, dec, x_test, cfg.eval_samples, gen)
-    z_test = bvae.encode_means(enc, x_test)
+    train_elbo = model.log_px(x_train[:cfg.n_train_eval], cfg.eval_samples, gen)["elbo"]
+    test_elbo = model.log_px(x_test, cfg.eval_samples, gen)["elbo"]
+    z_test = latent2d.encode_means(model, x_test)
     ref = slice(0, cfg.knn_reference)
-    lat = overlap(z_test, y_test, bvae.encode_means(enc, x_train[ref]), full.y[ref], x_train[ref], cfg.knn)
+    lat = overlap(z_test, y_test, latent2d.encode_means(model, x_train[ref]), full.y[ref], x_train[ref], cfg.knn)
     rows, cols = cfg.samples
     z = torch.randn(rows, cols, cfg.latent_dim, generator=gen)
-    samples = DigitGrid(bvae.decode_means(dec, z), tuple(f"row {r + 1}" for r in range(rows)), ())
+    samples = DigitGrid(latent2d.decode_means(model, z), tuple(f"row {r + 1}" for r in range(rows)), ())
     ends = torch.randn(2, cfg.pairs, cfg.latent_dim, generator=gen)
-    interp = DigitGrid(bvae.decode_means(dec, bvae.interpolate(ends[0], ends[1], cfg.steps)),
+    interp = DigitGrid(latent2d.decode_means(model, latent2d.interpolate(ends[0], ends[1], cfg.steps)),
                        tuple(f"pair {p + 1}" for p in range(cfg.pairs)),
                        tuple(f"t={t:.2f}" for t in torch.linspace(0, 1, cfg.steps).tolist()))
     metrics = {
         "history": history, "epochs": cfg.epochs, "n_train": len(x_train), "n_test": len(x_test),
-        **dict(zip(("train_elbo", "train_elbo_se"), bvae.mean_se(train_elbo))),
-        **dict(zip(("test_elbo", "test_elbo_se"), bvae.mean_se(test_elbo))),
+        **dict(zip(("train_elbo", "train_elbo_se"), latent2d.mean_se(train_elbo))),
+        **dict(zip(("test_elbo", "test_elbo_se"), latent2d.mean_se(test_elbo))),
         "timing": {"train_s": sum(epoch_s), "epoch_s_mean": float(np.mean(epoch_s))},
         "latent": lat,
     }
-    figures = {"curves": bvae.curves_figure(history), "samples": samples, "interpolations": interp,
-               "latent": bvae.latent_figure(z_test, y_test, "encoder means, test images")}
+    figures = {"curves": latent2d.curves_figure(history), "samples": samples, "interpolations": interp,
+               "latent": latent2d.latent_figure(z_test, y_test, "encoder means, test images")}
     return Result(metrics, figures)

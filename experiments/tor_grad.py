@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import bvae, tor_vae
+from . import mlp_vae, tor_vae
 from .contract import Context, Result
 from .plotting import new_figure
 from .prob import bernoulli_score, binary_concrete_sample, reparameterization_grads, score_function_grads
@@ -66,13 +66,13 @@ def summary(g: torch.Tensor) -> dict:
 
 
 def run(cfg: Config, ctx: Context) -> Result:
-    enc, dec = bvae.restore(ctx.require("tor_vae"), torch.device("cpu"))
+    model = mlp_vae.restore(ctx.require("tor_vae"), torch.device("cpu"))
     tv = tor_vae.SMOKE if ctx.smoke else tor_vae.Config()
     x = tor_vae.check_images(tv, ctx)[0][cfg.image:cfg.image + 1]  # (1, 784)
     gen = torch.Generator().manual_seed(ctx.seed + cfg.stream)
     with torch.no_grad():
-        mean, logvar = (t[0] for t in enc(x))  # (d,) each
-    joint = bvae.log_joint(dec, x)
+        mean, logvar = (t[0] for t in model.encode(x))  # (d,) each
+    joint = model.log_joint(x)
 
     def log_p(z):  # (n, d) -> (n,)
         return joint(z.unsqueeze(1)).squeeze(1)

@@ -10,7 +10,7 @@ Method: tor_vae's decoder and encoder. Each posterior is first found on tor_vae'
 evaluated on a finer local grid (``window_points``^2 points) around it and q, where
 KL(q || p(z|x)) = sum_g q_g (log q_g - log p(z_g|x)) with q_g the grid-normalised q. Its check:
 the identity log p(x) - ELBO = KL(q || p(z|x)), with the ELBO from ``elbo_samples`` draws. SVI
-(``bvae.svi``) also refits each full image's Gaussian from the encoder's, so that the gap between
+(``latent2d.svi``) also refits each full image's Gaussian from the encoder's, so that the gap between
 log p(x) and the encoder's ELBO splits into an amortization gap and an approximation gap
 (Cremer et al. 2018). Completions decode z ~ q_top and keep the real top half.
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import bvae, tor_vae
+from . import latent2d, mlp_vae, tor_vae
 from .contract import Context, DigitGrid, Result
 from .plotting import new_figure
 from .prob import diag_gaussian_log_prob, gaussian_sample, grid_log_integral, log_weights
@@ -77,10 +77,10 @@ def local_grid(centres: list[tuple[torch.Tensor, torch.Tensor]], window_sd: floa
 
 
 @torch.no_grad()
-def posterior_on_window(dec, x: torch.Tensor, centres, cfg: Config, pixels: slice = slice(None)):
+def posterior_on_window(model, x: torch.Tensor, centres, cfg: Config, pixels: slice = slice(None)):
     """log p(z_g | x) on a local grid around ``centres``, the grid and its log p(x); x (1, 784)."""
     points, _, cell = local_grid(centres, cfg.window_sd, cfg.window_points)
-    log_joint = bvae.grid_log_joint(dec, x, points, pixels)[0]  # (G,)
+    log_joint = latent2d.grid_log_joint(model, x, points, pixels)[0]  # (G,)
     log_p = grid_log_integral(log_joint, cell)
     return points, log_joint - log_p, log_p, cell
 
@@ -103,36 +103,36 @@ def contour(ax, points: torch.Tensor, n: int, log_density: torch.Tensor, colour:
 
 
 @torch.no_grad()
-def elbo_of(dec, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, cfg: Config, gen, pixels: slice = slice(None)) -> float:
+def elbo_of(model, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, cfg: Config, gen, pixels: slice = slice(None)) -> float:
     """Monte Carlo ELBO of one image x (1, 784) under q = N(mean, diag exp(logvar)), each (d,)."""
-    log_w = log_weights(mean.unsqueeze(0), logvar.unsqueeze(0), bvae.log_joint(dec, x, pixels), cfg.elbo_samples, 500, gen)
+    log_w = log_weights(mean.unsqueeze(0), logvar.unsqueeze(0), model.log_joint(x, pixels), cfg.elbo_samples, 500, gen)
     return log_w.mean().item()
 
 
 def run(cfg: Config, ctx: Context) -> Result:
-    enc, dec = bvae.restore(ctx.require("tor_vae"), torch.device("cpu"))
+    model = mlp_vae.restore(ctx.require("tor_vae"), torch.device("cpu"))
     tv = tor_vae.SMOKE if ctx.smoke else tor_vae.Config()
     x_all, y_all = tor_vae.check_images(tv, ctx)
     gen = torch.Generator().manual_seed(ctx.seed + cfg.stream)
-    axis, grid_points = bvae.grid(tv.grid_extent, tv.grid_step)
+    axis, grid_points = latent2d.grid(tv.grid_extent, tv.grid_step)
     cell = tv.grid_step ** 2
 
     # ---- item 5: full images, the encoder's q and the SVI refit
     with torch.no_grad():
-        gap = tor_vae.grid_log_p(tv, dec, x_all, tv.grid_step)[0] - bvae.elbo(enc, dec, x_all, cfg.gap_samples, gen)
+        gap = tor_vae.grid_log_p(tv, model, x_all, tv.grid_step)[0] - model.log_px(x_all, cfg.gap_samples, gen)["elbo"]
     shown = list(range(cfg.images)) + ([int(gap.argmax())] if int(gap.argmax()) >= cfg.images else [])
     x, y = x_all[shown], y_all[shown]
     with torch.no_grad():
-        mean, logvar = enc(x)
-        log_post_coarse = bvae.grid_log_joint(dec, x, grid_points)
+        mean, logvar = model.encode(x)
+        log_post_coarse = latent2d.grid_log_joint(model, x, grid_points)
         log_post_coarse = log_post_coarse - grid_log_integral(log_post_coarse, cell).unsqueeze(1)
     post_mean, post_sd = moments(grid_points, log_post_coarse, cell)
-    svi_mean, svi_logvar = bvae.svi(dec, x, mean, logvar, cfg.svi_steps, cfg.svi_lr, cfg.svi_samples, gen)
+    svi_mean, svi_logvar = latent2d.svi(model, x, mean, logvar, cfg.svi_steps, cfg.svi_lr, cfg.svi_samples, gen)
     rows, fig, axes = [], *new_figure(len(shown), 1.75 * len(shown), 2.0)
     for i in range(len(shown)):
         centres = [(post_mean[i], post_sd[i]), (mean[i], (0.5 * logvar[i]).exp()), (svi_mean[i], (0.5 * svi_logvar[i]).exp())]
-        points, log_post, log_p, _ = posterior_on_window(dec, x[i:i + 1], centres, cfg)
-        elbos = [elbo_of(dec, x[i:i + 1], mu, lv, cfg, gen) for mu, lv in ((mean[i], logvar[i]), (svi_mean[i], svi_logvar[i]))]
+        points, log_post, log_p, _ = posterior_on_window(model, x[i:i + 1], centres, cfg)
+        elbos = [elbo_of(model, x[i:i + 1], mu, lv, cfg, gen) for mu, lv in ((mean[i], logvar[i]), (svi_mean[i], svi_logvar[i]))]
         rows.append({"image": shown[i] + 1, "digit": int(y[i]), "log_p": log_p.item(), "elbo_enc": elbos[0], "elbo_svi": elbos[1],
                      "kl_enc": grid_kl(points, log_post, mean[i], logvar[i]),
                      "kl_svi": grid_kl(points, log_post, svi_mean[i], svi_logvar[i]),
@@ -154,18 +154,18 @@ def run(cfg: Config, ctx: Context) -> Result:
     top = slice(0, 28 * cfg.top_rows)
     xt = x_all[list(cfg.top_images)]
     with torch.no_grad():
-        log_top = bvae.grid_log_joint(dec, xt, grid_points, top)
+        log_top = latent2d.grid_log_joint(model, xt, grid_points, top)
         log_p_top = grid_log_integral(log_top, cell)
         log_top = log_top - log_p_top.unsqueeze(1)
-    top_mean, top_logvar = bvae.svi(dec, xt, torch.zeros(len(xt), 2), torch.zeros(len(xt), 2), cfg.svi_steps, cfg.svi_lr,
-                                    cfg.svi_samples, gen, top)
+    top_mean, top_logvar = latent2d.svi(model, xt, torch.zeros(len(xt), 2), torch.zeros(len(xt), 2), cfg.svi_steps, cfg.svi_lr,
+                                        cfg.svi_samples, gen, top)
     top_fig, top_axes = new_figure(len(xt), 1.9 * len(xt), 2.0)
     top_rows, images = [], []
     for j in range(len(xt)):
         centres = [(m[0], s[0]) for m, s in [moments(grid_points, log_top[j:j + 1], cell)]]
         centres.append((top_mean[j], (0.5 * top_logvar[j]).exp()))
-        points, log_post, log_p, _ = posterior_on_window(dec, xt[j:j + 1], centres, cfg, top)
-        elbo = elbo_of(dec, xt[j:j + 1], top_mean[j], top_logvar[j], cfg, gen, top)
+        points, log_post, log_p, _ = posterior_on_window(model, xt[j:j + 1], centres, cfg, top)
+        elbo = elbo_of(model, xt[j:j + 1], top_mean[j], top_logvar[j], cfg, gen, top)
         top_rows.append({"image": cfg.top_images[j] + 1, "digit": int(y_all[cfg.top_images[j]]), "log_p_top": log_p.item(),
                          "log_p_top_coarse": log_p_top[j].item(), "elbo_svi": elbo,
                          "kl_svi": grid_kl(points, log_post, top_mean[j], top_logvar[j]), "kl_svi_check": log_p.item() - elbo})
@@ -178,7 +178,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         ax.set_aspect("equal", adjustable="datalim")
         with torch.no_grad():
             z = gaussian_sample(top_mean[j].expand(cfg.completions, 2), top_logvar[j].expand(cfg.completions, 2), gen)
-            means = torch.sigmoid(dec(z))  # (C, 784)
+            means = model.decoder_mean(z)  # (C, 784)
         completed = torch.cat([xt[j, top].expand(cfg.completions, -1), means[:, top.stop:]], 1)
         shown_top = torch.cat([xt[j, top], torch.full((784 - top.stop,), 0.15)])  # the hidden half in light grey
         images.append(np.concatenate([xt[j].reshape(1, 28, 28).numpy(), shown_top.reshape(1, 28, 28).numpy(),

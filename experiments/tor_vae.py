@@ -10,7 +10,7 @@ decoder means on a 20 x 20 lattice (Kingma and Welling's Fig. 4b); 3 interpolati
 Method: MLP encoder and decoder with one hidden layer of 500 tanh units, a 2-D latent, Bernoulli
 pixels (binarized at 0.5, ``data.binarize``), the first 10,000 images of the official training file and
 the 10,000 test images, batches of 100, Adam, the Monte Carlo ELBO without the closed-form KL
-(``bvae.negative_elbo_batch``). log p(x) = log of the sum over grid points of p(x, z_g) dA
+(``mlp_vae.MLPVAE`` with ``closed_form_kl`` off). log p(x) = log of the sum over grid points of p(x, z_g) dA
 (``prob.grid_log_integral``, midpoint rule) on [-6, 6]^2 with spacing 0.1 (the course's [-4, 4]^2 cuts
 off posteriors of this model: its encoder means reach beyond 4), checked against a grid of half the
 spacing and by the posterior mass in the grid's outermost ring; importance sampling draws from
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import bvae
+from . import latent2d, mlp_vae
 from .contract import Context, DigitGrid, Result
 from .data import binarize, pick_per_digit
 from .plotting import MARKERS, new_figure
@@ -42,8 +42,7 @@ REQUIRES: tuple[str, ...] = ()
 @dataclass(frozen=True)
 class Config:
     latent_dim: int = 2  # d (Kingma and Welling's Fig. 4 and the course: 2)
-    encoder_hidden: tuple[int, ...] = (500,)  # hidden units of q(z|x) (Appendix C: 500)
-    decoder_hidden: tuple[int, ...] = (500,)  # hidden units of p(x|z)
+    hidden: tuple[int, ...] = (500,)  # hidden units of q(z|x), and of p(x|z), which mirrors it (Appendix C: 500)
     activation: str = "tanh"  # hidden nonlinearity (Appendix C: tanh)
     closed_form_kl: bool = False  # the course asks for the Monte Carlo ELBO without the closed-form KL
     n_train: int = 10000  # first images of the official training file (the course: 10,000)
@@ -76,32 +75,32 @@ def check_images(cfg: Config, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def grid_log_p(cfg: Config, dec, x: torch.Tensor, step: float, chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+def grid_log_p(cfg: Config, model, x: torch.Tensor, step: float, chunk: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(x) per image (N,) on the grid of spacing ``step``, and the posterior mass in the grid's
     outermost ring (N,): near 0 when [-extent, extent]^2 holds the posterior."""
-    _, points = bvae.grid(cfg.grid_extent, step)
+    _, points = latent2d.grid(cfg.grid_extent, step)
     edge = (points.abs() > cfg.grid_extent - step / 2).any(1)
     log_p, edge_mass = [], []
     for i in range(0, len(x), chunk):
-        log_joint = bvae.grid_log_joint(dec, x[i:i + chunk], points)  # (n, G)
+        log_joint = latent2d.grid_log_joint(model, x[i:i + chunk], points)  # (n, G)
         log_p.append(grid_log_integral(log_joint, step ** 2))
         edge_mass.append((log_joint[:, edge].logsumexp(1) + math.log(step ** 2) - log_p[-1]).exp())
     return torch.cat(log_p), torch.cat(edge_mass)
 
 
 @torch.no_grad()
-def integration_check(cfg: Config, dec, enc, x: torch.Tensor, seed: int) -> dict:
+def integration_check(cfg: Config, model, x: torch.Tensor, seed: int) -> dict:
     """Grid log p(x), the normalisation of p(z|x), the ELBO and importance sampling for images x (n, 784)."""
-    _, points = bvae.grid(cfg.grid_extent, cfg.grid_step)
-    log_joint = bvae.grid_log_joint(dec, x, points)  # (n, G)
+    _, points = latent2d.grid(cfg.grid_extent, cfg.grid_step)
+    log_joint = latent2d.grid_log_joint(model, x, points)  # (n, G)
     log_p = grid_log_integral(log_joint, cfg.grid_step ** 2)  # (n,)
     log_post = log_joint - log_p.unsqueeze(1)  # log p(z_g | x), (n, G)
-    log_p_fine, edge_mass = grid_log_p(cfg, dec, x, cfg.grid_step / 2)
-    mean, logvar = enc(x)
+    log_p_fine, edge_mass = grid_log_p(cfg, model, x, cfg.grid_step / 2)
+    mean, logvar = model.encode(x)
     gen = torch.Generator().manual_seed(seed)
-    log_w_elbo = log_weights(mean, logvar, bvae.log_joint(dec, x), cfg.check_elbo_samples, 500, gen)  # (S, n)
+    log_w_elbo = log_weights(mean, logvar, model.log_joint(x), cfg.check_elbo_samples, 500, gen)  # (S, n)
     elbo = log_w_elbo.mean(0)
-    log_w = log_weights(mean, logvar, bvae.log_joint(dec, x), max(cfg.is_samples), 500, gen)  # (K, n)
+    log_w = log_weights(mean, logvar, model.log_joint(x), max(cfg.is_samples), 500, gen)  # (K, n)
     is_estimates = {str(k): log_mean_exp(log_w[:k]).tolist() for k in cfg.is_samples}
     return {
         "log_p_grid": log_p.tolist(),
@@ -151,30 +150,30 @@ def loglik_figure(check: dict, ks: tuple[int, ...]):
 
 
 @torch.no_grad()
-def image_figures(cfg: Config, ctx: Context, enc, dec, x_test: torch.Tensor, y_test: torch.Tensor) -> dict:
+def image_figures(cfg: Config, ctx: Context, model, x_test: torch.Tensor, y_test: torch.Tensor) -> dict:
     """The samples (10 x 2), reconstructions (10 x 3), lattice and interpolation grids."""
     gen = torch.Generator().manual_seed(ctx.seed + cfg.stream + 2)
     z = torch.randn(10, cfg.latent_dim, generator=gen)
-    means = torch.sigmoid(dec(z))  # (10, 784)
+    means = model.decoder_mean(z)  # (10, 784)
     # the course's 10 x 2 and 10 x 3 figures, drawn with the ten as columns so that they fit the page
     samples = DigitGrid(np.stack([means.reshape(10, 28, 28).numpy(), bernoulli_sample(means, gen).reshape(10, 28, 28).numpy()]),
                         ("p(x|z)", "x ~ p(x|z)"), tuple(f"z{i + 1}" for i in range(10)))
     shown = pick_per_digit(y_test, 1, gen)[:, 0]  # one test image of each digit
     x = x_test[shown]
-    mean, logvar = enc(x)
-    recon_means = torch.sigmoid(dec(gaussian_sample(mean, logvar, gen)))
+    mean, logvar = model.encode(x)
+    recon_means = model.decoder_mean(gaussian_sample(mean, logvar, gen))
     recon = DigitGrid(np.stack([t.reshape(10, 28, 28).numpy() for t in (x, recon_means, bernoulli_sample(recon_means, gen))]),
                       ("data x", "p(x|z), z ~ q", "x ~ p(x|z)"), tuple(f"digit {d}" for d in range(10)))
     # Fig. 4b: linearly spaced coordinates of the unit square through the inverse Gaussian CDF
     u = torch.linspace(0.05, 0.95, cfg.lattice)
     z1, z2 = torch.special.ndtri(u), torch.special.ndtri(u).flip(0)  # z2 decreases down the rows
     lattice_z = torch.stack(torch.meshgrid(z2, z1, indexing="ij")[::-1], -1)  # (rows, cols, 2) = (z1, z2)
-    lattice = DigitGrid(bvae.decode_means(dec, lattice_z), tuple(f"{v:.2f}" for v in z2.tolist()),
+    lattice = DigitGrid(latent2d.decode_means(model, lattice_z), tuple(f"{v:.2f}" for v in z2.tolist()),
                         tuple(f"{v:.2f}" for v in z1.tolist()))
     ends = torch.tensor(cfg.interpolation_pairs)  # (P, 2) digits
-    codes = bvae.encode_means(enc, x_test[shown])  # (10, d), row = digit
-    path = bvae.interpolate(codes[ends[:, 0]], codes[ends[:, 1]], cfg.interpolation_steps)
-    interp = DigitGrid(bvae.decode_means(dec, path), tuple(f"{a} to {b}" for a, b in cfg.interpolation_pairs),
+    codes = latent2d.encode_means(model, x_test[shown])  # (10, d), row = digit
+    path = latent2d.interpolate(codes[ends[:, 0]], codes[ends[:, 1]], cfg.interpolation_steps)
+    interp = DigitGrid(latent2d.decode_means(model, path), tuple(f"{a} to {b}" for a, b in cfg.interpolation_pairs),
                        tuple(f"t={t:.2f}" for t in torch.linspace(0, 1, cfg.interpolation_steps).tolist()))
     return {"samples": samples, "recon": recon, "lattice": lattice, "interpolations": interp}
 
@@ -183,21 +182,20 @@ def run(cfg: Config, ctx: Context) -> Result:
     full = ctx.data.full_train
     x_train = binarize(full.x[:cfg.n_train]).flatten(1).to(ctx.device)
     x_test, y_test = binarize(ctx.data.test.x[:cfg.n_test]).flatten(1).to(ctx.device), ctx.data.test.y[:cfg.n_test]
-    enc, dec, history, epoch_s = bvae.fit(cfg, ctx, x_train, x_test[:2000])
-    enc, dec = enc.cpu().eval(), dec.cpu().eval()
+    model, history, epoch_s = latent2d.train(cfg, ctx, x_train, x_test[:2000])
     x_train, x_test = x_train.cpu(), x_test.cpu()
     gen = torch.Generator().manual_seed(ctx.seed + cfg.stream)
-    train_elbo = bvae.elbo(enc, dec, x_train, cfg.eval_samples, gen)
-    test_elbo = bvae.elbo(enc, dec, x_test, cfg.eval_samples, gen)
-    test_logp, test_edge = grid_log_p(cfg, dec, x_test, cfg.grid_step)
+    train_elbo = model.log_px(x_train, cfg.eval_samples, gen)["elbo"]
+    test_elbo = model.log_px(x_test, cfg.eval_samples, gen)["elbo"]
+    test_logp, test_edge = grid_log_p(cfg, model, x_test, cfg.grid_step)
     x_check, y_check = check_images(cfg, ctx)
     with torch.no_grad():
-        check = integration_check(cfg, dec, enc, x_check, ctx.seed + cfg.stream + 1)
+        check = integration_check(cfg, model, x_check, ctx.seed + cfg.stream + 1)
     metrics = {
         "history": history,
         "epochs": cfg.epochs,
-        **dict(zip(("train_elbo", "train_elbo_se"), bvae.mean_se(train_elbo))),
-        **dict(zip(("test_elbo", "test_elbo_se"), bvae.mean_se(test_elbo))),
+        **dict(zip(("train_elbo", "train_elbo_se"), latent2d.mean_se(train_elbo))),
+        **dict(zip(("test_elbo", "test_elbo_se"), latent2d.mean_se(test_elbo))),
         "test_logp_grid": test_logp.mean().item(),
         "test_gap_mean": (test_logp - test_elbo).mean().item(),
         "test_edge_mass_max": test_edge.max().item(),
@@ -206,7 +204,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         "check": check, "check_digits": y_check.tolist(),
         "timing": {"train_s": sum(epoch_s), "epoch_s": epoch_s},
     }
-    figures = {"curves": bvae.curves_figure(history), "loglik": loglik_figure(check, cfg.is_samples),
-               "latent": bvae.latent_figure(bvae.encode_means(enc, x_train), full.y[:cfg.n_train], "encoder means, training images"),
-               **image_figures(cfg, ctx, enc, dec, x_test, y_test)}
-    return Result(metrics, figures, bvae.checkpoint(cfg, enc, dec))
+    figures = {"curves": latent2d.curves_figure(history), "loglik": loglik_figure(check, cfg.is_samples),
+               "latent": latent2d.latent_figure(latent2d.encode_means(model, x_train), full.y[:cfg.n_train], "encoder means, training images"),
+               **image_figures(cfg, ctx, model, x_test, y_test)}
+    return Result(metrics, figures, mlp_vae.checkpoint(model))

@@ -1,6 +1,7 @@
 """The companion's MLP VAE and the DTU/Eindhoven sections' helpers, against exact answers."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -42,6 +43,30 @@ def test_elbo_is_below_log_px(g):
     with torch.no_grad():
         elbo = model.elbo(x.repeat(1000, 1))["elbo"].view(1000, 2).mean(0)  # 1000 draws per image
     assert torch.all(elbo < grid_log_px(model, x))
+
+
+def test_monte_carlo_kl_elbo_is_unbiased_for_the_closed_form_one(g):
+    """Without the closed-form KL (Toronto's ELBO) the mean over many draws equals the closed-form ELBO within 4 SE."""
+    torch.manual_seed(3)
+    arch = mlp_vae.Arch(latent_dim=2, hidden=(8,), activation="tanh")
+    closed = mlp_vae.MLPVAE(arch).double().eval()
+    mc = mlp_vae.MLPVAE(dataclasses.replace(arch, closed_form_kl=False)).double().eval()
+    mc.load_state_dict(closed.state_dict())
+    x = (torch.rand(1, 784, generator=g, dtype=torch.float64) < 0.3).double().repeat(20000, 1)
+    eps = torch.randn(20000, 2, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = closed.elbo(x, eps)["elbo"], mc.elbo(x, eps)["elbo"]
+    assert (a.mean() - b.mean()).abs() < 4 * (a - b).std() / math.sqrt(len(a))
+
+
+def test_log_lik_of_two_halves_adds_up(g):
+    """log p(x|z) of the top half plus that of the bottom half is log p(x|z) of all pixels."""
+    model = mlp_vae.MLPVAE(mlp_vae.Arch(latent_dim=2, hidden=(8,))).double()
+    x = (torch.rand(3, 784, generator=g, dtype=torch.float64) < 0.3).double()
+    z = torch.randn(5, 3, 2, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        halves = model.log_lik(x, z, slice(0, 392)) + model.log_lik(x, z, slice(392, None))
+        torch.testing.assert_close(halves, model.log_lik(x, z))
 
 
 def test_learned_pixel_variance_starts_at_sigma_and_stays_above_its_floor():
