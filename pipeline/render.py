@@ -47,8 +47,8 @@ PAGE_BUDGET = 5  # brief, section 4.3.1
 MATH_PX = 12.5  # math size in CSS px, matching the 9.4pt body text
 FIGURE_BASE = "https://report.invalid/"  # figures/... resolve against this, served from the output folder
 REPORT_PARTS = ("sup", "derivations", "q1", "q2", "q3", "q4", "extra", "ai_tools")
-# the companion (report/companion.pdf): what four other courses ask of the same VAE (brief/peers.md),
-# each part a section rendered by templates/companion/<part>.html.j2, in the order of peers.md
+# the companion (report/companion.pdf): what four other courses ask of the same VAE (Toronto, DTU, Eindhoven, Stanford),
+# each part a section rendered by templates/companion/<part>.html.j2, course by course
 COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss", "ein_vae", "stan_vae")
 # its opening table: one partial templates/companion/map_<course>.html.j2 of rows per course, in this order
 COMPANION_COURSES = {"toronto": "Toronto CSC412/2506", "dtu": "DTU 02460", "eindhoven": "Eindhoven 2AMU20",
