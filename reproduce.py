@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from experiments.runtime import SEED_MAX
+from experiments.seeds import SEED_MAX
 from pipeline import SECTIONS
 from pipeline.cache import ROOT
 
@@ -137,24 +137,28 @@ def cli(run_all, only, list_, verify, spread, seeds, render_only, smoke, force, 
     from pipeline.interrupts import Interrupted, interruptible
 
     mode = "list" if list_ else "verify" if verify else "render" if render_only else "run"
-    opts = None
+    folder = None
     try:
         with interruptible(), one_line():
+            if render_only and not (list_ or verify or spread):  # reads the registry only: no torch, device or data
+                folder = output_folder(out, smoke)
+                with prepared(folder):
+                    return render(folder, jobs or cores())
             opts = options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, force)
+            folder = opts.out
             if list_:
                 return list_sections(opts)
             if verify:
                 from pipeline.verify import verify as run_verify
                 return run_verify(opts, selected or list(SECTIONS))
-            with prepared(opts, run=not render_only):
+            with prepared(opts.out, opts.checkpoints, opts.data_dir):
                 if spread:
                     from pipeline.spread import record_spread
                     return record_spread(opts, selected or list(SECTIONS), seed_list)
-                if not render_only:
-                    execute(opts, selected or list(SECTIONS), full=run_all)
-                render(opts)
+                execute(opts, selected or list(SECTIONS), full=run_all)
+                render(opts.out, opts.jobs)
     except Interrupted as err:
-        click.echo("\n" + interrupted(str(err), mode, opts and opts.out), err=True)
+        click.echo("\n" + interrupted(str(err), mode, folder), err=True)
         return EXIT_INTERRUPTED.get(err.signum, 1)
     return 0
 
@@ -169,18 +173,36 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+ONE_LINE_ERRORS = (("experiments.data", "DataError"), ("pipeline.checkpoints", "CheckpointBlocked"),
+                   ("pipeline.registry", "RegistryError"), ("pipeline.render", "RenderError"))  # (module, class)
+
+
 @contextlib.contextmanager
 def one_line():
     """The pipeline's own errors (one-line messages that say what to do) as click errors: no traceback."""
-    from experiments.data import DataError
-    from pipeline.checkpoints import CheckpointBlocked
-    from pipeline.registry import RegistryError
-    from pipeline.render import RenderError
-
     try:
         yield
-    except (DataError, RegistryError, CheckpointBlocked, RenderError) as err:
-        raise click.ClickException(str(err)) from None
+    except Exception as err:
+        # an error whose module was never imported was not raised: --render never imports torch for these
+        kinds = tuple(getattr(sys.modules[module], name) for module, name in ONE_LINE_ERRORS if module in sys.modules)
+        if isinstance(err, kinds):
+            raise click.ClickException(str(err)) from None
+        raise
+
+
+def output_folder(out: Path | None, smoke: bool) -> Path:
+    """--out, or its default; never the repository or a source folder, and never report/ for --smoke."""
+    out = out if out is not None else ROOT / ("report-smoke" if smoke else "report")
+    if smoke and out.resolve() == (ROOT / "report").resolve():
+        raise click.UsageError("--smoke never writes to report/: its numbers answer nothing; use another --out")
+    if out.resolve() in [ROOT / d for d in ("", *SOURCES)]:
+        raise click.UsageError(f"--out {out} is the repository or one of its source folders, whose README.md it would "
+                               "replace; use report/ (the default) or a folder under scratch/")
+    return out
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, force):
@@ -189,45 +211,40 @@ def options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, forc
     from pipeline.checkpoints import default_folder
     from pipeline.runner import Options
 
-    out = out if out is not None else ROOT / ("report-smoke" if smoke else "report")
-    if smoke and out.resolve() == (ROOT / "report").resolve():
-        raise click.UsageError("--smoke never writes to report/: its numbers answer nothing; use another --out")
-    if out.resolve() in [ROOT / d for d in ("", *SOURCES)]:
-        raise click.UsageError(f"--out {out} is the repository or one of its source folders, whose README.md it would "
-                               "replace; use report/ (the default) or a folder under scratch/")
+    out = output_folder(out, smoke)
     try:
         dev = resolve_device(device)
     except DeviceError as err:
         raise click.ClickException(str(err)) from None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    jobs = jobs or cores
     threads = threads or 1
     configure_determinism(threads)
     checkpoints = checkpoints if checkpoints is not None else default_folder(out)
     return Options(out=out, checkpoints=checkpoints, data_dir=data_dir if data_dir is not None else ROOT / "data",
-                   device=dev, seed=seed, threads=threads, smoke=smoke, force=force, jobs=jobs)
+                   device=dev, seed=seed, threads=threads, smoke=smoke, force=force, jobs=jobs or cores())
 
 
 @contextlib.contextmanager
-def prepared(opts, run: bool):
-    """Check everything that can be checked before any training (what rendering needs; for a run, the data),
-    then create the folders, check that each is writable, and hold the lock on each for the whole run."""
-    from experiments.data import fetch, verify_raw
+def prepared(out: Path, checkpoints: Path | None = None, data_dir: Path | None = None):
+    """Check everything that can be checked before any training (what rendering needs; for a run, given the
+    checkpoint and data folders, the data), then create the folders, check that each is writable, and hold
+    the lock on each for the whole run."""
     from pipeline.registry import locked
     from pipeline.render import check_inputs
 
     check_inputs()
-    folders = [opts.out, opts.out / "figures", *([opts.checkpoints] if run else [])]
+    folders = [out, out / "figures", *([checkpoints] if checkpoints is not None else [])]
     for folder in folders:
         creatable(folder)
-    if run:
-        fetch(opts.data_dir)
-        verify_raw(opts.data_dir)
+    if data_dir is not None:
+        from experiments.data import fetch, verify_raw
+
+        fetch(data_dir)
+        verify_raw(data_dir)
     for folder in folders:
         writable(folder)
     say = lambda message: click.echo(message, err=True)  # noqa: E731
     with contextlib.ExitStack() as stack:
-        for folder in dict.fromkeys(f.resolve() for f in (opts.out, *folders[2:])):
+        for folder in dict.fromkeys(f.resolve() for f in (out, *folders[2:])):
             stack.enter_context(locked(folder, say))
         yield
 
@@ -244,16 +261,18 @@ def execute(opts, selected: list[str], full: bool) -> None:
                                               "finished_at": prov["time"], "commit": prov["commit"]})
 
 
-def render(opts) -> None:
+def render(out: Path, jobs: int) -> None:
     from pipeline import render as rd
+    from pipeline import section_module
     from pipeline.registry import Registry
-    from pipeline.runner import section_module
 
-    registry = Registry(opts.out / "results.json").valid_data()
-    titles = {name: section_module(name).TITLE for name in SECTIONS}
-    readme = ROOT / "README.md" if opts.out.resolve() == (ROOT / "report").resolve() else None
-    pages = rd.build(registry, titles, opts.out, readme)
-    counts = ", ".join(f"{opts.out / f'{name}.pdf'} ({n} page{'s' if n != 1 else ''}"
+    registry = Registry(out / "results.json").valid_data()
+    # each recorded section under the title it was recorded with (no need to import torch to render)
+    titles = {name: registry["sections"][name]["title"] if name in registry.get("sections", {})
+              else section_module(name).TITLE for name in SECTIONS}
+    readme = ROOT / "README.md" if out.resolve() == (ROOT / "report").resolve() else None
+    pages = rd.build(registry, titles, out, readme, jobs=jobs)
+    counts = ", ".join(f"{out / f'{name}.pdf'} ({n} page{'s' if n != 1 else ''}"
                        + (f" of {rd.PAGE_BUDGET})" if name == "report" else ")") for name, n in pages.items())
     click.echo(f"wrote {counts}" + (f" and {readme}" if readme else ""), err=True)
 

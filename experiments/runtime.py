@@ -10,12 +10,6 @@ import numpy as np
 import torch
 
 
-STREAMS = 64  # a module seeds its own generators with seed + k, 0 <= k < STREAMS (Config.stream to stream + 3)
-# torch's CPU generator keeps the low 32 bits of a seed, so seeds 2^32 apart draw the same numbers: the seeds
-# accepted are those whose every stream seed + k stays below 2^32, and no two of them share a stream
-SEED_MAX = 2**32 - STREAMS
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch from one integer (the global generators)."""
     random.seed(seed)

@@ -8,7 +8,10 @@ files are all written or none.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import signal
+import sys
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -48,3 +51,14 @@ def critical():
             signal.signal(s, handler)
     if pending:
         raise Interrupted(pending[0])
+
+
+def child_of(parent: int) -> None:
+    """In a worker process: die with ``parent`` (Linux: PR_SET_PDEATHSIG) and ignore SIGINT, which
+    reaches the whole process group while the parent decides."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -12,11 +12,9 @@ progress lines to the parent through a queue, whole lines only, so interleaved s
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
 import multiprocessing
 import os
 import queue as queue_module
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from experiments.runtime import Progress, configure_determinism, seed_everything
 from . import section_module
 from .checkpoints import CheckpointStore
 from .figures import encode_figure
+from .interrupts import child_of
 
 
 @dataclass(frozen=True)
@@ -109,12 +108,7 @@ _worker_stream: TextIO = sys.stderr
 
 def _init_worker(queue, threads: int, parent: int) -> None:
     global _worker_stream
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent handles it
+    child_of(parent)
     configure_determinism(threads)
     _worker_stream = QueueStream(queue)
 

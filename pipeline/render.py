@@ -16,13 +16,16 @@ defaults to the time of the newest result in the registry.
 from __future__ import annotations
 
 import base64
+import concurrent.futures as cf
 import datetime as dt
 import functools
 import hashlib
 import json
 import logging
 import mimetypes
+import multiprocessing
 import os
+import sys
 import tomllib
 import warnings
 from contextlib import contextmanager
@@ -39,6 +42,7 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 
 from . import SECTIONS
 from .cache import ROOT
+from .interrupts import child_of
 from .registry import atomic_write
 
 TEMPLATES = ROOT / "templates"
@@ -217,9 +221,9 @@ def author() -> dict[str, Any]:
 
 
 def check_templates() -> None:
-    """RenderError naming the first template or partial (of every list in PARTIALS) that is missing or does not parse."""
+    """RenderError naming the first template or partial (of every list in PARTIALS) that is missing or does not compile."""
     env = environment()
-    names = [*(doc[1] for doc in DOCUMENTS), *TEMPLATES_USED,
+    names = [*(doc[0] for doc in DOCUMENTS.values()), *TEMPLATES_USED,
              *(f"{folder}/{part}.html.j2" for folder, parts in PARTIALS.items() for part in parts
                if part in TEXT_PARTS or part in SECTIONS)]
     for name in names:
@@ -240,11 +244,21 @@ def check_inputs() -> None:
 
 
 def environment(markdown: bool = False) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+    """The Jinja2 environment of TEMPLATES, one per process: templates are compiled once, and a forked
+    render worker starts with them compiled."""
+    return _environment(TEMPLATES, markdown)
+
+
+@functools.lru_cache(maxsize=None)
+def _environment(folder: Path, markdown: bool) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined,
                              autoescape=not markdown, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(num=(lambda x, d=2: format_number(x, d)) if markdown else num,
                        pct=(lambda x, d=2: format_number(100 * x, d) + "%") if markdown else pct,
-                       math=math, displaymath=displaymath)
+                       # filters that take the context are never run while compiling: math is typeset when a
+                       # document is rendered, in its worker, not in the process that checks the templates
+                       math=jinja2.pass_context(lambda _, tex: math(tex)),
+                       displaymath=jinja2.pass_context(lambda _, tex, tag=None: displaymath(tex, tag)))
     env.globals["has_template"] = lambda name: name in env.list_templates()
     return env
 
@@ -338,33 +352,49 @@ def pdf_bytes(html: str, folder: Path, epoch: int, figures: dict | None = None) 
     return data, len(document.pages)
 
 
-DOCUMENTS = (("report", "report.html.j2", REPORT_PARTS, ""), ("supplement", "supplement.html.j2", SUPPLEMENT_PARTS, "S"),
-             ("companion", "companion.html.j2", COMPANION_PARTS, "C"))  # name, template, parts, figure prefix
+DOCUMENTS = {"report": ("report.html.j2", REPORT_PARTS, ""), "supplement": ("supplement.html.j2", SUPPLEMENT_PARTS, "S"),
+             "companion": ("companion.html.j2", COMPANION_PARTS, "C")}  # name -> template, parts, figure prefix
+LAYOUT_ORDER = ("companion", "supplement", "report")  # the slowest to lay out first (measured), the quickest fills in last
 
 
-def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None = None) -> dict[str, int]:
-    """Write report.pdf (page budget enforced), supplement.pdf, companion.pdf and README.md files; return page counts."""
-    epoch = source_date_epoch(registry)
+def document_pdf(name: str, registry: dict, titles: dict[str, str], out: Path, epoch: int) -> tuple[bytes, int]:
+    """One document of DOCUMENTS as PDF bytes and its page count (run in a worker process by ``build``)."""
+    template, parts, prefix = DOCUMENTS[name]
     date = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
-    pages = {}
-    outputs = {}
     figures = {fig["file"]: (section, fig.get("sha256"))
                for section, entry in registry.get("sections", {}).items() for fig in entry["figures"].values()}
-    for name, template, parts, prefix in DOCUMENTS:
-        try:
-            html = render_html(template, context(registry, titles, parts=parts, courses=COMPANION_COURSES, date=date),
-                               prefix)
-            outputs[name], pages[name] = pdf_bytes(html, out, epoch, figures)
-        except FatalURLFetchingError as err:
-            raise RenderError(str(err.__cause__ or err)) from None
-        except jinja2.TemplateError as err:
-            raise RenderError(f"template error in the {name}: {err}") from None
+    try:
+        html = render_html(template, context(registry, titles, parts=parts, courses=COMPANION_COURSES, date=date), prefix)
+        return pdf_bytes(html, out, epoch, figures)
+    except FatalURLFetchingError as err:
+        raise RenderError(str(err.__cause__ or err)) from None
+    except jinja2.TemplateError as err:
+        raise RenderError(f"template error in the {name}: {err}") from None
+
+
+def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None = None, jobs: int = 1) -> dict[str, int]:
+    """Write report.pdf (page budget enforced), supplement.pdf, companion.pdf and README.md files; return page counts.
+
+    With ``jobs`` > 1 the documents are laid out side by side in that many worker processes (WeasyPrint is
+    single-threaded), the longest first; forked on Linux, so that a worker starts with this process's imports
+    and compiled templates, and spawned elsewhere. Nothing is written until every document is made."""
+    epoch = source_date_epoch(registry)
+    if jobs > 1:
+        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with cf.ProcessPoolExecutor(min(jobs, len(DOCUMENTS)), mp_context=context, initializer=child_of,
+                                    initargs=(os.getpid(),)) as pool:
+            futures = {name: pool.submit(document_pdf, name, registry, titles, out, epoch) for name in LAYOUT_ORDER}
+            made = {name: future.result() for name, future in futures.items()}
+    else:
+        made = {name: document_pdf(name, registry, titles, out, epoch) for name in DOCUMENTS}
+    pages = {name: made[name][1] for name in DOCUMENTS}
     if pages["report"] > PAGE_BUDGET:
         raise RenderError(f"the report has {pages['report']} pages, over the brief's budget of {PAGE_BUDGET}; "
                           "nothing was written: shorten a section or move material to the supplement")
+    date = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
     ctx = readme_context(registry, titles, pages, date)
-    for name, data in outputs.items():
-        atomic_write(out / f"{name}.pdf", data)
+    for name in DOCUMENTS:
+        atomic_write(out / f"{name}.pdf", made[name][0])
     atomic_write(out / "README.md", render_markdown("submission_README.md.j2", ctx).encode())
     if readme is not None:
         atomic_write(readme, render_markdown("README.md.j2", ctx).encode())

@@ -28,13 +28,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import section_module
 from .cache import ROOT
 from .registry import Registry
-from .runner import Options, Runner, section_module
+
+if TYPE_CHECKING:
+    from .runner import Options
 
 DEFAULT_SAME_REL = 1e-6  # same device and threads: bit-identical up to float printing
 DEFAULT_CROSS_REL = 0.05  # another device, no spread recorded: 5% of the recorded value
@@ -165,6 +168,8 @@ def print_table(rows: list[Row]) -> None:
 
 def verify(opts: Options, selected: list[str]) -> int:
     """Recompute ``selected`` (and what they need) into scratch/verify-<time>/ and compare."""
+    from .runner import Runner  # imports torch, which the README's rendering (SPREAD_SDS) does not need
+
     reference = Registry(opts.out / "results.json")
     missing = [name for name in selected if reference.entry(name) is None]
     if missing:

@@ -129,19 +129,20 @@ def test_missing_figure_is_an_error(first_run, tmp_path):
         render.build(load(out), TITLES, tmp_path)
 
 
-def test_same_registry_gives_byte_identical_pdfs_across_processes(first_run, tmp_path):
-    """Two separate `reproduce.py --render` processes on the same registry write byte-identical PDFs."""
+def test_same_registry_gives_byte_identical_pdfs_across_processes_and_worker_counts(first_run, tmp_path):
+    """Two `reproduce.py --render` processes, one laying out in itself (--jobs 1), one in three workers, write the same PDFs."""
     out, _ = first_run
     pdfs = []
-    for attempt in ("a", "b"):
+    for attempt, jobs in (("a", "1"), ("b", "3")):
         copy = tmp_path / attempt
         shutil.copytree(out, copy)
-        (copy / "report.pdf").unlink()
+        for name in render.DOCUMENTS:
+            (copy / f"{name}.pdf").unlink()
         env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-        done = subprocess.run([sys.executable, str(ROOT / "reproduce.py"), "--render", "--smoke", "--out", str(copy)],
-                              capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run([sys.executable, str(ROOT / "reproduce.py"), "--render", "--smoke", "--out", str(copy),
+                               "--jobs", jobs], capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr
-        pdfs.append((copy / "report.pdf").read_bytes())
+        pdfs.append([(copy / f"{name}.pdf").read_bytes() for name in render.DOCUMENTS])
     assert pdfs[0] == pdfs[1]
 
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import reproduce
 from conftest import smoke, write_mnist
-from experiments import runtime
+from experiments import seeds
 from pipeline import checkpoints, interrupts, registry, render
 from pipeline.registry import Registry, locked
 from pipeline.runner import MODULES, section_module
@@ -147,7 +147,7 @@ def test_every_part_has_its_partial():
     render.check_templates()
 
 
-@pytest.mark.parametrize("seed", [str(2**64), str(2**64 - 1), str(runtime.SEED_MAX + 1)])
+@pytest.mark.parametrize("seed", [str(2**64), str(2**64 - 1), str(seeds.SEED_MAX + 1)])
 def test_seeds_beyond_the_used_range_are_refused(tmp_path, seed):
     """Seeds from 2^32 - 63 up (whose streams would repeat another seed's) are a one-line error."""
     assert_one_line_error(CliRunner().invoke(reproduce.cli, ["--only", "sup", "--seed", seed, "--out", str(tmp_path / "o")]),
@@ -155,10 +155,10 @@ def test_seeds_beyond_the_used_range_are_refused(tmp_path, seed):
 
 
 def test_every_stream_offset_stays_below_the_seed_margin():
-    """Each module's own generators (seed + stream to seed + stream + 3) stay within runtime.STREAMS of the seed."""
+    """Each module's own generators (seed + stream to seed + stream + 3) stay within seeds.STREAMS of the seed."""
     for name in MODULES:
         stream = getattr(section_module(name).Config(), "stream", 0)
-        assert stream + 3 < runtime.STREAMS, name
+        assert stream + 3 < seeds.STREAMS, name
 
 
 MALFORMED = {
