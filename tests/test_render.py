@@ -118,7 +118,7 @@ def test_over_budget_report_is_an_error_and_writes_nothing(first_run, tmp_path, 
     shutil.copytree(out / "figures", tmp_path / "figures")
     monkeypatch.setattr(render, "PAGE_BUDGET", 1)
     with pytest.raises(render.RenderError, match="over the brief's budget of 1"):
-        render.build(load(out), TITLES, tmp_path)
+        render.build(load(out), TITLES, tmp_path, jobs=3)
     assert [p.name for p in tmp_path.iterdir()] == ["figures"]
 
 
