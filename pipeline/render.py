@@ -250,11 +250,13 @@ def environment(markdown: bool = False) -> jinja2.Environment:
 
 
 def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
+    from .seed_sd import seed_sd  # through verify it imports torch: only once a document is rendered
+
     recorded = registry.get("sections", {})
     # in the order of the report (titles are given in section order), each entry knowing its name
     sections = {name: {**recorded[name], "section": name} for name in titles if name in recorded}
     return {"R": {**registry, "sections": sections}, "S": sections, "titles": titles, "author": author(),
-            "page_budget": PAGE_BUDGET, **extra}
+            "page_budget": PAGE_BUDGET, "sd": functools.partial(seed_sd, registry), **extra}
 
 
 def readme_context(registry: dict, titles: dict[str, str], pages: dict[str, int], date: str) -> dict[str, Any]:
