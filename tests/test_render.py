@@ -127,6 +127,23 @@ def test_seed_sd_is_none_for_an_unrecorded_key_or_section():
     assert seed_sd(registry, "sup", "test_loss") is None and seed_sd(registry, "q1", "test_acc") is None
 
 
+def test_report_prints_the_recorded_seed_sd_beside_the_test_accuracy(committed):
+    """The SD printed beside the test accuracy is the one the committed spread records."""
+    spread = committed["spread"]
+    accuracy, recorded = committed["sections"]["sup"]["metrics"]["test_acc"], spread["sections"]["sup"]["metrics"]["test_acc"]["sd"]
+    seeds = ", ".join(map(str, spread["seeds"]))
+    assert f"{render.pct(accuracy)} &plusmn; {render.pct(recorded)} (SD over seeds {seeds})" in report_html(committed)
+
+
+def test_report_prints_no_seed_sd_when_the_spread_does_not_match(committed):
+    """With every spread recorded at another configuration, the report renders and mentions no seed SD."""
+    registry = json.loads(json.dumps(committed))
+    for record in registry["spread"]["sections"].values():
+        record["config"] = {"another": True}
+    html = report_html(registry)
+    assert "seed SD" not in html and "SD over seeds" not in html
+
+
 def test_every_required_heading_is_present(committed):
     """The report has a heading for section 2, each of Q1 to Q4, the derivations, findings and AI tools."""
     headings = re.findall(r"<h2>(.*?)</h2>", report_html(committed))
