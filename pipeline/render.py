@@ -44,6 +44,8 @@ from . import SECTIONS
 from .cache import ROOT
 from .interrupts import child_of
 from .registry import atomic_write
+from .seed_sd import seed_sd
+from .verify import SPREAD_SDS
 
 TEMPLATES = ROOT / "templates"
 AUTHOR_FILE = ROOT / "author.toml"
@@ -268,13 +270,11 @@ def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
     # in the order of the report (titles are given in section order), each entry knowing its name
     sections = {name: {**recorded[name], "section": name} for name in titles if name in recorded}
     return {"R": {**registry, "sections": sections}, "S": sections, "titles": titles, "author": author(),
-            "page_budget": PAGE_BUDGET, **extra}
+            "page_budget": PAGE_BUDGET, "sd": functools.partial(seed_sd, registry), **extra}
 
 
 def readme_context(registry: dict, titles: dict[str, str], pages: dict[str, int], date: str) -> dict[str, Any]:
     """The READMEs' context: the registry's, the verify tolerance's multiple and the benchmark (bench/results.json)."""
-    from .verify import SPREAD_SDS
-
     bench = ROOT / "bench" / "results.json"
     return context(registry, titles, pages=pages, date=date, spread_sds=SPREAD_SDS,
                    bench=json.loads(bench.read_text()) if bench.is_file() else None)

@@ -1,4 +1,4 @@
-"""The report: page budget, headings, numbers from the registry, determinism, README, missing sections."""
+"""The report: page budget, headings, numbers from the registry, seed SDs, determinism, README, missing sections."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,7 @@ import pytest
 
 import reproduce
 from pipeline import render
+from pipeline.seed_sd import seed_sd
 from pipeline.runner import section_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +95,53 @@ def test_every_number_in_the_text_comes_from_the_registry(committed):
         value, digits = float(clean), len(clean.split(".")[1]) if "." in clean else 0
         scale = 100 if is_pct else 1
         assert any(abs(scale * k - value) <= 0.5 * 10 ** -digits + 1e-9 for k in known), text
+
+
+def spread_registry(spread_config: dict, spread_smoke: bool = False) -> dict:
+    """A registry whose section sup (epochs 3, full size) has a spread recorded with the given configuration and size."""
+    return {"sections": {"sup": {"config": {"epochs": 3}, "smoke": False, "metrics": {}}},
+            "spread": {"seeds": [0, 1, 2], "smoke": spread_smoke, "sections": {"sup": {"config": spread_config, "metrics": {
+                "test_acc": {"values": [0.99, 0.989, 0.991], "sd": 0.001},
+                "val_loss": {"values": [[0.3, 0.1], [0.2, 0.1], [0.4, 0.1]], "sd": [0.1, 0.0]}}}}}}
+
+
+def test_seed_sd_is_the_recorded_sd_of_a_matching_spread():
+    """With the spread measured at the entry's configuration and size, seed_sd gives the recorded SD, per element for lists."""
+    registry = spread_registry({"epochs": 3})
+    assert seed_sd(registry, "sup", "test_acc") == 0.001 and seed_sd(registry, "sup", "val_loss") == [0.1, 0.0]
+
+
+def test_seed_sd_is_none_for_a_spread_of_another_configuration():
+    """A spread measured with another configuration is not used: no SD."""
+    assert seed_sd(spread_registry({"epochs": 5}), "sup", "test_acc") is None
+
+
+def test_seed_sd_is_none_for_a_smoke_spread_of_a_full_entry():
+    """A spread of a smoke run is not used for a full-size entry: no SD."""
+    assert seed_sd(spread_registry({"epochs": 3}, spread_smoke=True), "sup", "test_acc") is None
+
+
+def test_seed_sd_is_none_for_an_unrecorded_key_or_section():
+    """A metric the spread lacks, or a section without an entry, has no SD."""
+    registry = spread_registry({"epochs": 3})
+    assert seed_sd(registry, "sup", "test_loss") is None and seed_sd(registry, "q1", "test_acc") is None
+
+
+def test_report_prints_the_recorded_seed_sd_beside_the_test_accuracy(committed):
+    """The SD printed beside the test accuracy is the one the committed spread records."""
+    spread = committed["spread"]
+    accuracy, recorded = committed["sections"]["sup"]["metrics"]["test_acc"], spread["sections"]["sup"]["metrics"]["test_acc"]["sd"]
+    seeds = ", ".join(map(str, spread["seeds"]))
+    assert f"{render.pct(accuracy)} &plusmn; {render.pct(recorded)} (SD over seeds {seeds})" in report_html(committed)
+
+
+def test_report_prints_no_seed_sd_when_the_spread_does_not_match(committed):
+    """With every spread recorded at another configuration, the report renders and mentions no seed SD."""
+    registry = json.loads(json.dumps(committed))
+    for record in registry["spread"]["sections"].values():
+        record["config"] = {"another": True}
+    html = report_html(registry)
+    assert "seed SD" not in html and "SD over seeds" not in html
 
 
 def test_every_required_heading_is_present(committed):

@@ -1,0 +1,16 @@
+"""The report's error bars: the SD over seeds that ``--spread`` recorded for a number, where it applies.
+
+A spread is used only for an entry computed with the configuration and size it was measured with,
+the rule ``--verify`` applies (``verify.usable_spread``); otherwise there is no SD, never a stand-in.
+"""
+from __future__ import annotations
+
+from .verify import usable_spread
+
+
+def seed_sd(registry: dict, section: str, key: str) -> float | list[float] | None:
+    """The recorded SD over seeds of ``section``'s metric ``key`` (dotted path; a list, one SD per element,
+    for a list metric), or None when the section has no entry, the spread does not match it or lacks the key."""
+    entry = registry.get("sections", {}).get(section)
+    record = usable_spread(registry, section, entry).get(key) if entry else None
+    return record["sd"] if record else None
