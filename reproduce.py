@@ -6,8 +6,7 @@
     python reproduce.py --list             what has results, from when, fresh or stale and why
     python reproduce.py --verify --only q1 recompute into a scratch folder and compare
     python reproduce.py --smoke --all      the whole pipeline on tiny sizes, in its own folder
-    python reproduce.py --spread --seeds 0,1,2 --only sup,q1,q2,q3,q4
-                                           record the spread of every number across seeds (verify's tolerances)
+    python reproduce.py --spread --seeds 0,1,2   every number's spread across seeds (verify's tolerances)
 
 AI-written code (brief, section 4.1.1): this script, like experiments/ and pipeline/, was written by
 an AI coding assistant (Claude, by Anthropic).
