@@ -44,7 +44,7 @@ from . import SECTIONS
 from .cache import ROOT
 from .interrupts import child_of
 from .registry import atomic_write
-from .seed_sd import seed_sd
+from .seed_sd import VERDICT_SDS, seed_sd
 from .verify import SPREAD_SDS
 
 TEMPLATES = ROOT / "templates"
@@ -270,7 +270,8 @@ def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
     # in the order of the report (titles are given in section order), each entry knowing its name
     sections = {name: {**recorded[name], "section": name} for name in titles if name in recorded}
     return {"R": {**registry, "sections": sections}, "S": sections, "titles": titles, "author": author(),
-            "page_budget": PAGE_BUDGET, "sd": functools.partial(seed_sd, registry), **extra}
+            "page_budget": PAGE_BUDGET, "sd": functools.partial(seed_sd, registry), "seed_beyond": VERDICT_SDS,
+            "seeds": ", ".join(map(str, (registry.get("spread") or {}).get("seeds", []))), **extra}
 
 
 def readme_context(registry: dict, titles: dict[str, str], pages: dict[str, int], date: str) -> dict[str, Any]:

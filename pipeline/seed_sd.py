@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from .verify import usable_spread
 
+# a difference between runs counts beyond this many SDs over seeds: near the 95% point (4.30) of Student's t with
+# the 2 degrees of freedom of an SD from three seeds (the templates' ``seed_beyond``)
+VERDICT_SDS = 4
+
 
 def seed_sd(registry: dict, section: str, key: str) -> float | list[float] | None:
     """The recorded SD over seeds of ``section``'s metric ``key`` (dotted path; a list, one SD per element,
