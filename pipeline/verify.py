@@ -55,12 +55,15 @@ class Row:
 
 
 def flatten(metrics: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> dotted keys; lists and scalars are leaves."""
+    """Nested dicts -> dotted keys; a list of records (dicts with the same keys) -> one list per field, so that
+    their numbers get tolerances and a spread like any list; other lists and scalars are leaves."""
     flat = {}
     for key, value in metrics.items():
         path = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(flatten(value, path + "."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) and v.keys() == value[0].keys() for v in value):
+            flat.update(flatten({field: [v[field] for v in value] for field in value[0]}, path + "."))
         else:
             flat[path] = value
     return flat

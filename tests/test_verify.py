@@ -53,6 +53,17 @@ def test_cross_device_tolerance_is_a_multiple_of_the_spread():
     assert verdicts(compare("sup", recorded, outside, registry)) == {"sup.test_acc": False, "sup.active": False}
 
 
+def test_a_list_of_records_is_compared_field_by_field_within_the_spread():
+    """Numbers inside a list of records (like q* per fit budget) get the spread's tolerance across devices, per field."""
+    star = lambda m: [{"mean": m, "se": 10.0}, {"mean": m + 1.0, "se": 10.0}]  # noqa: E731
+    spread = spread_of([{"star": star(-200.0)}, {"star": star(-190.0)}, {"star": star(-210.0)}])
+    assert spread["star.mean"]["sd"] == [10.0, 10.0] and spread["star.se"]["sd"] == [0.0, 0.0]
+    registry = {"spread": {"smoke": False, "seeds": [0, 1, 2], "sections": {"sup": {"config": {"epochs": 3}, "metrics": spread}}}}
+    recorded = entry(HERE, star=star(-200.0))
+    assert verdicts(compare("sup", recorded, entry(ELSEWHERE, star=star(-215.0)), registry))["sup.star.mean"]
+    assert not verdicts(compare("sup", recorded, entry(ELSEWHERE, star=star(-260.0)), registry))["sup.star.mean"]
+
+
 def verify_with_two_threads(data, out):
     return smoke(data, out, "--verify", "--only", "sup", "--threads", "2", "--jobs", "1")
 
