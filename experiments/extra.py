@@ -92,8 +92,8 @@ def elbo_figure(curves: dict[str, list[float]], first_long: int):
     fig, (ax,) = new_figure(1, width_in=3.4, height_in=1.9)
     plot_curves(ax, curves, ylabel="training \u2212ELBO (nats / image)")
     lo, hi = min(min(v) for v in curves.values()), max(max(v) for v in curves.values())
-    ax.set_ylim(top=hi + 0.45 * (hi - lo))  # headroom above every curve: a legend among them hid two
-    ax.legend(frameon=False, loc="upper right", ncol=2)
+    ax.set_ylim(top=hi + 0.6 * (hi - lo))  # headroom above every curve: a legend among them hid two
+    ax.legend(frameon=False, loc="upper right")  # over epochs past Q1's 30, where only the longer run goes on
     ax.axvline(first_long - 0.5, color="0.5", linewidth=0.6)
     ax.set_title("Q1 and Q3, training \u2212ELBO per epoch")
     return fig

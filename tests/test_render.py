@@ -132,7 +132,7 @@ def test_report_prints_the_recorded_seed_sd_beside_the_test_accuracy(committed):
     spread = committed["spread"]
     accuracy, recorded = committed["sections"]["sup"]["metrics"]["test_acc"], spread["sections"]["sup"]["metrics"]["test_acc"]["sd"]
     seeds = ", ".join(map(str, spread["seeds"]))
-    assert f"{render.pct(accuracy)} &plusmn; {render.pct(recorded)} (SD over seeds {seeds})" in report_html(committed)
+    assert f"{render.pct(accuracy)} &plusmn; {render.pct(recorded, 3)} (SD over seeds {seeds})" in report_html(committed)
 
 
 def test_report_prints_no_seed_sd_when_the_spread_does_not_match(committed):
