@@ -89,11 +89,10 @@ def judge(classifier, reference_f: torch.Tensor, images01: torch.Tensor, k: int)
 
 def elbo_figure(curves: dict[str, list[float]], first_long: int):
     """Training -ELBO per epoch (nats per image, one axis) of Q1 and of every Q3 run."""
-    fig, (ax,) = new_figure(1, width_in=3.4, height_in=1.9)
+    fig, (ax,) = new_figure(1, width_in=3.4, height_in=2.3)
     plot_curves(ax, curves, ylabel="training \u2212ELBO (nats / image)")
-    lo, hi = min(min(v) for v in curves.values()), max(max(v) for v in curves.values())
-    ax.set_ylim(top=hi + 0.6 * (hi - lo))  # headroom above every curve: a legend among them hid two
-    ax.legend(frameon=False, loc="upper right")  # over epochs past Q1's 30, where only the longer run goes on
+    ax.get_legend().remove()  # below the axes instead: any place inside hid a curve
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
     ax.axvline(first_long - 0.5, color="0.5", linewidth=0.6)
     ax.set_title("Q1 and Q3, training \u2212ELBO per epoch")
     return fig
