@@ -44,7 +44,7 @@ from . import SECTIONS
 from .cache import ROOT
 from .interrupts import child_of
 from .registry import atomic_write
-from .seed_sd import VERDICT_SDS, seed_sd
+from .seed_sd import VERDICT_SDS, combined, seed_sd
 from .verify import SPREAD_SDS
 
 TEMPLATES = ROOT / "templates"
@@ -108,6 +108,14 @@ def _math_img(tex: str, display: bool) -> str:
     style = (f"width:{width + 2 * margin:.2f}px;height:{height + 2 * margin:.2f}px;"
              f"vertical-align:{expr.getyofst() - margin:.2f}px")
     return f'<img class="math" alt="{escape(tex)}" style="{style}" src="data:image/svg+xml;base64,{data}">'
+
+
+def seeds_apart(d: float, s: float) -> Markup:
+    """A difference ``d`` in units of its SD over seeds ``s``: "1.9 seed SDs" (whole numbers from 10 up)."""
+    if s <= 0:
+        return Markup("with seed SD 0")
+    r = abs(d) / s
+    return Markup(f"{num(r, 1 if r < 10 else 0)} seed SDs")
 
 
 def math(tex: str) -> Markup:
@@ -261,7 +269,7 @@ def _environment(folder: Path, markdown: bool) -> jinja2.Environment:
                        # document is rendered, in its worker, not in the process that checks the templates
                        math=jinja2.pass_context(lambda _, tex: math(tex)),
                        displaymath=jinja2.pass_context(lambda _, tex, tag=None: displaymath(tex, tag)))
-    env.globals["has_template"] = lambda name: name in env.list_templates()
+    env.globals.update(has_template=lambda name: name in env.list_templates(), combined=combined, seeds_apart=seeds_apart)
     return env
 
 
@@ -305,6 +313,10 @@ def source_date_epoch(registry: dict) -> int:
         return int(os.environ["SOURCE_DATE_EPOCH"])
     times = [e["finished_at"] for e in registry.get("sections", {}).values() if e.get("finished_at")]
     return int(dt.datetime.fromisoformat(max(times)).timestamp()) if times else 0
+
+
+def iso_date(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @contextmanager
@@ -361,7 +373,7 @@ LAYOUT_ORDER = ("companion", "supplement", "report")  # the slowest to lay out f
 def document_pdf(name: str, registry: dict, titles: dict[str, str], out: Path, epoch: int) -> tuple[bytes, int]:
     """One document of DOCUMENTS as PDF bytes and its page count (run in a worker process by ``build``)."""
     template, parts, prefix = DOCUMENTS[name]
-    date = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+    date = iso_date(epoch)
     figures = {fig["file"]: (section, fig.get("sha256"))
                for section, entry in registry.get("sections", {}).items() for fig in entry["figures"].values()}
     try:
@@ -392,8 +404,7 @@ def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None
     if pages["report"] > PAGE_BUDGET:
         raise RenderError(f"the report has {pages['report']} pages, over the brief's budget of {PAGE_BUDGET}; "
                           "nothing was written: shorten a section or move material to the supplement")
-    date = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
-    ctx = readme_context(registry, titles, pages, date)
+    ctx = readme_context(registry, titles, pages, iso_date(epoch))
     for name in DOCUMENTS:
         atomic_write(out / f"{name}.pdf", made[name][0])
     atomic_write(out / "README.md", render_markdown("submission_README.md.j2", ctx).encode())

@@ -12,6 +12,11 @@ from .verify import usable_spread
 VERDICT_SDS = 4
 
 
+def combined(*sds: float | None) -> float | None:
+    """The SD of a sum or difference of independent parts, sqrt(s1^2 + s2^2 + ...); None when any part has none."""
+    return None if any(s is None for s in sds) else sum(s * s for s in sds) ** 0.5
+
+
 def seed_sd(registry: dict, section: str, key: str) -> float | list[float] | None:
     """The recorded SD over seeds of ``section``'s metric ``key`` (dotted path; a list, one SD per element,
     for a list metric), or None when the section has no entry, the spread does not match it or lacks the key."""

@@ -15,7 +15,7 @@ import pytest
 
 import reproduce
 from pipeline import render
-from pipeline.seed_sd import seed_sd
+from pipeline.seed_sd import combined, seed_sd
 from pipeline.runner import section_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +125,17 @@ def test_seed_sd_is_none_for_an_unrecorded_key_or_section():
     """A metric the spread lacks, or a section without an entry, has no SD."""
     registry = spread_registry({"epochs": 3})
     assert seed_sd(registry, "sup", "test_loss") is None and seed_sd(registry, "q1", "test_acc") is None
+
+
+def test_combined_sd_is_the_root_sum_of_squares_and_none_without_every_part():
+    """combined(3, 4) = 5 exactly; a part without an SD leaves the difference without one."""
+    assert combined(3.0, 4.0) == 5.0 and combined(0.3, None) is None
+
+
+def test_seeds_apart_prints_the_difference_in_seed_sds():
+    """-8.6 against an SD of 2 is 4.3 seed SDs; from 10 up, whole numbers."""
+    assert "4.3" in render.seeds_apart(-8.6, 2.0) and "seed SDs" in render.seeds_apart(-8.6, 2.0)
+    assert ">44<" in render.seeds_apart(44.4, 1.0)
 
 
 def test_report_prints_the_recorded_seed_sd_beside_the_test_accuracy(committed):
