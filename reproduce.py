@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from experiments.seeds import SEED_MAX
+from experiments.lib.seeds import SEED_MAX
 from pipeline import SECTIONS
 from pipeline.cache import ROOT
 
@@ -172,8 +172,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-ONE_LINE_ERRORS = (("experiments.data", "DataError"), ("pipeline.checkpoints", "CheckpointBlocked"),
-                   ("pipeline.registry", "RegistryError"), ("pipeline.render", "RenderError"))  # (module, class)
+ONE_LINE_ERRORS = (("experiments.lib.data", "DataError"), ("pipeline.checkpoints", "CheckpointBlocked"),
+                   ("pipeline.registry", "RegistryError"), ("pipeline.typeset", "RenderError"))  # (module, class)
 
 
 @contextlib.contextmanager
@@ -206,7 +206,7 @@ def cores() -> int:
 
 def options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, force):
     """Resolve defaults, check the device, fix threads and determinism; creates nothing."""
-    from experiments.runtime import DeviceError, configure_determinism, resolve_device
+    from experiments.lib.runtime import DeviceError, configure_determinism, resolve_device
     from pipeline.checkpoints import default_folder
     from pipeline.runner import Options
 
@@ -235,7 +235,7 @@ def prepared(out: Path, checkpoints: Path | None = None, data_dir: Path | None =
     for folder in folders:
         creatable(folder)
     if data_dir is not None:
-        from experiments.data import fetch, verify_raw
+        from experiments.lib.data import fetch, verify_raw
 
         fetch(data_dir)
         verify_raw(data_dir)

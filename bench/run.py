@@ -52,8 +52,8 @@ def q1_epochs_package(splits, cfg, epochs: int, device, train: bool = True) -> f
     batch; without ``train``, only the batches are made (the data path's share)."""
     import torch
 
-    from experiments import vae
-    from experiments.data import batches, to_float
+    from experiments.lib import vae
+    from experiments.lib.data import batches, to_float
 
     enc, dec = vae.build(**vae.arch(cfg), device=device)
     opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=cfg.lr)
@@ -77,8 +77,8 @@ def q1_epochs_dataloader(data_dir: Path, splits, cfg, epochs: int, device, train
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
 
-    from experiments import vae
-    from experiments.prob import brief_loss, reparameterize
+    from experiments.lib import vae
+    from experiments.lib.prob import brief_loss, reparameterize
 
     lo, hi = cfg.pixel_range
     to_range = transforms.Compose([transforms.ToTensor(), transforms.Lambda(lambda t: t * (hi - lo) + lo)])
@@ -107,9 +107,9 @@ def dataloader_comparison(data_dir: Path, smoke: bool, epochs: int = 2) -> dict:
     minus its batches, no data path can make the package more than dataloader / c times as fast (``ceiling``)."""
     import torch
 
-    from experiments import data as mnist
-    from experiments import q1_vae
-    from experiments.runtime import configure_determinism
+    from experiments.lib import data as mnist
+    from experiments.brief import q1_vae
+    from experiments.lib.runtime import configure_determinism
 
     configure_determinism(1)
     splits = mnist.load_splits(data_dir, 0, mnist.SMOKE_SPLIT if smoke else mnist.SplitSpec())

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.contract import DigitGrid  # noqa: E402
+from experiments.lib.contract import DigitGrid  # noqa: E402
 
 SCALE = 4  # output pixels per MNIST pixel
 GAP = 4  # white output pixels between neighbouring digits

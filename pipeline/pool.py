@@ -22,9 +22,9 @@ from typing import Any, TextIO
 
 import torch
 
-from experiments import data as mnist
-from experiments.contract import Context
-from experiments.runtime import Progress, configure_determinism, seed_everything
+from experiments.lib import data as mnist
+from experiments.lib.contract import Context
+from experiments.lib.runtime import Progress, configure_determinism, seed_everything
 
 from . import section_module
 from .checkpoints import CheckpointStore

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torchvision
 
-from experiments import data as mnist
+from experiments.lib import data as mnist
 
 from . import MODULES, SECTIONS, section_module  # noqa: F401  (re-exported: the sections and their order)
 from .cache import ROOT, CacheKey, code_files, jsonable_config, make_key, stale_reasons

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import reproduce  # noqa: E402
-from experiments import data as mnist  # noqa: E402
+from experiments.lib import data as mnist  # noqa: E402
 
 TINY_TRAIN_PER_CLASS = 110  # 1,100 training-file images: the smoke split takes 500 + 500
 TINY_TEST = 600

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments import data  # noqa: E402
+from experiments.lib import data  # noqa: E402
 from pipeline.runner import MODULES  # noqa: E402
 
 data.RAW_MD5 = json.loads(os.environ["TEST_MNIST_MD5"])

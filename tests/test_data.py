@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from experiments import data as mnist
+from experiments.lib import data as mnist
 
 
 def copy_tree(src, dst):

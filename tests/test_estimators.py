@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from experiments import prob
+from experiments.lib import prob
 
 REPEATS = 4
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from experiments.extra import judge
-from experiments.sample_metrics import cnn_features
+from experiments.findings.assess import judge
+from experiments.lib.sample_metrics import cnn_features
 
 
 def test_copies_of_one_image_have_no_diversity_and_one_label():

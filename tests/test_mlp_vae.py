@@ -7,7 +7,11 @@ import math
 import pytest
 import torch
 
-from experiments import dtu_vae, ein_vae, mlp_vae
+from experiments.courses.dtu import priors as dtu_vae
+
+from experiments.courses.eindhoven import mixture_vae as ein_vae
+
+from experiments.lib import mlp_vae
 
 
 @pytest.fixture

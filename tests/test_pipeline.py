@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import reproduce
 from conftest import smoke
-from experiments import data as mnist
+from experiments.lib import data as mnist
 from pipeline import figures
 from pipeline.registry import Registry
 
@@ -72,7 +72,7 @@ def test_force_reruns_and_only_replaces_that_entry(copied, tiny_data):
 
 def test_config_change_makes_the_section_and_its_dependants_stale(copied, tiny_data, monkeypatch):
     """Changing Q1's configuration marks q1 stale (configuration) and everything downstream (upstream)."""
-    from experiments import q1_vae
+    from experiments.brief import q1_vae
     monkeypatch.setattr(q1_vae, "SMOKE", dataclasses.replace(q1_vae.SMOKE, lr=2e-3))
     result = CliRunner().invoke(reproduce.cli, ["--smoke", "--list", "--out", str(copied), "--checkpoints",
                                                 str(copied.parent / "report-ckpt")])
@@ -91,13 +91,13 @@ def test_code_change_is_named(copied, tiny_data):
     import torch
     reg = Registry(copied / "results.json")
     entry = reg.entry("q2")
-    entry["code_files"]["experiments/q2_sampling.py"] = "0" * 64
+    entry["code_files"]["experiments/brief/q2_sampling.py"] = "0" * 64
     entry["key_parts"]["code"] = "changed"
     entry["cache_key"] = "changed"
     reg.write(*reg.prepare("q2", entry, reg.data["provenance"]))
     opts = Options(out=copied, checkpoints=copied.parent / "report-ckpt", data_dir=tiny_data,
                    device=torch.device("cpu"), seed=0, threads=torch.get_num_threads(), smoke=True)
-    assert Runner(opts).status("q2") == ["code changed: experiments/q2_sampling.py"]
+    assert Runner(opts).status("q2") == ["code changed: experiments/brief/q2_sampling.py"]
 
 
 def test_code_hash_covers_every_imported_experiment_module():

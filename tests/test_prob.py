@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
-from experiments import prob, vae
+from experiments.lib import prob, vae
 
 
 @pytest.fixture

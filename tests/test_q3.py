@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from experiments import q1_vae
-from experiments.contract import Context
-from experiments.q3_latent_opt import Config, LatentTable, RowAdam, aggregate_fit, fit_latents
-from experiments.runtime import Progress
+from experiments.brief import q1_vae
+from experiments.lib.contract import Context
+from experiments.brief.q3_latent_opt import Config, LatentTable, RowAdam, aggregate_fit, fit_latents
+from experiments.lib.runtime import Progress
 
 
 def run_rows(optimizer_cls, init, batches, targets):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import reproduce
-from pipeline import render
+from pipeline import document, render, typeset
 from pipeline.seed_sd import combined, seed_sd
 from pipeline.runner import section_module
 
@@ -49,7 +49,7 @@ def committed() -> dict:
 
 
 def report_html(registry: dict) -> str:
-    return render.render_html("report.html.j2", render.context(registry, TITLES, parts=render.REPORT_PARTS, date="x"))
+    return document.render_html("report.html.j2", document.context(registry, TITLES, parts=document.REPORT_PARTS, date="x"))
 
 
 class Spans(HTMLParser):
@@ -134,8 +134,8 @@ def test_combined_sd_is_the_root_sum_of_squares_and_none_without_every_part():
 
 def test_seeds_apart_prints_the_difference_in_seed_sds():
     """-8.6 against an SD of 2 is 4.3 seed SDs; from 10 up, whole numbers."""
-    assert "4.3" in render.seeds_apart(-8.6, 2.0) and "seed SDs" in render.seeds_apart(-8.6, 2.0)
-    assert ">44<" in render.seeds_apart(44.4, 1.0)
+    assert "4.3" in typeset.seeds_apart(-8.6, 2.0) and "seed SDs" in typeset.seeds_apart(-8.6, 2.0)
+    assert ">44<" in typeset.seeds_apart(44.4, 1.0)
 
 
 def test_report_prints_the_recorded_seed_sd_beside_the_test_accuracy(committed):
@@ -143,7 +143,7 @@ def test_report_prints_the_recorded_seed_sd_beside_the_test_accuracy(committed):
     spread = committed["spread"]
     accuracy, recorded = committed["sections"]["sup"]["metrics"]["test_acc"], spread["sections"]["sup"]["metrics"]["test_acc"]["sd"]
     seeds = ", ".join(map(str, spread["seeds"]))
-    assert f"{render.pct(accuracy)} &plusmn; {render.pct(recorded, 3)} (SD over seeds {seeds})" in report_html(committed)
+    assert f"{typeset.pct(accuracy)} &plusmn; {typeset.pct(recorded, 3)} (SD over seeds {seeds})" in report_html(committed)
 
 
 def test_report_prints_no_seed_sd_when_the_spread_does_not_match(committed):
@@ -168,7 +168,7 @@ def test_committed_report_is_within_the_page_budget():
     path = ROOT / "report" / "report.pdf"
     if not path.exists():
         pytest.skip("no committed report")
-    assert 1 <= pdf_pages(path.read_bytes()) <= render.PAGE_BUDGET
+    assert 1 <= pdf_pages(path.read_bytes()) <= document.PAGE_BUDGET
 
 
 def test_over_budget_report_is_an_error_and_writes_nothing(first_run, tmp_path, monkeypatch):
@@ -176,7 +176,7 @@ def test_over_budget_report_is_an_error_and_writes_nothing(first_run, tmp_path, 
     out, _ = first_run
     shutil.copytree(out / "figures", tmp_path / "figures")
     monkeypatch.setattr(render, "PAGE_BUDGET", 1)
-    with pytest.raises(render.RenderError, match="over the brief's budget of 1"):
+    with pytest.raises(typeset.RenderError, match="over the brief's budget of 1"):
         render.build(load(out), TITLES, tmp_path, jobs=3)
     assert [p.name for p in tmp_path.iterdir()] == ["figures"]
 
@@ -184,7 +184,7 @@ def test_over_budget_report_is_an_error_and_writes_nothing(first_run, tmp_path, 
 def test_missing_figure_is_an_error(first_run, tmp_path):
     """A figure named in the registry but missing on disk stops the build, naming its section and the --force command."""
     out, _ = first_run
-    with pytest.raises(render.RenderError, match=r"sup_curves.svg of section sup is missing .*--only sup --force"):
+    with pytest.raises(typeset.RenderError, match=r"sup_curves.svg of section sup is missing .*--only sup --force"):
         render.build(load(out), TITLES, tmp_path)
 
 
@@ -195,13 +195,13 @@ def test_same_registry_gives_byte_identical_pdfs_across_processes_and_worker_cou
     for attempt, jobs in (("a", "1"), ("b", "3")):
         copy = tmp_path / attempt
         shutil.copytree(out, copy)
-        for name in render.DOCUMENTS:
+        for name in document.DOCUMENTS:
             (copy / f"{name}.pdf").unlink()
         env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
         done = subprocess.run([sys.executable, str(ROOT / "reproduce.py"), "--render", "--smoke", "--out", str(copy),
                                "--jobs", jobs], capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr
-        pdfs.append([(copy / f"{name}.pdf").read_bytes() for name in render.DOCUMENTS])
+        pdfs.append([(copy / f"{name}.pdf").read_bytes() for name in document.DOCUMENTS])
     assert pdfs[0] == pdfs[1]
 
 
@@ -218,20 +218,20 @@ def test_committed_readme_matches_its_template(committed):
     """README.md is exactly what templates/README.md.j2 renders from the committed registry."""
     pdf = ROOT / "report" / "report.pdf"
     pages = {"report": pdf_pages(pdf.read_bytes())}
-    ctx = render.readme_context(committed, TITLES, pages, "")
-    assert render.render_markdown("README.md.j2", ctx) == (ROOT / "README.md").read_text()
+    ctx = document.readme_context(committed, TITLES, pages, "")
+    assert document.render_markdown("README.md.j2", ctx) == (ROOT / "README.md").read_text()
 
 
 def test_aligned_math_is_typeset():
     """Multi-line aligned TeX becomes an SVG image with its source as alt text."""
-    html = str(render.displaymath(r"\begin{aligned}a&=b\\&=c\end{aligned}", "7"))
+    html = str(typeset.displaymath(r"\begin{aligned}a&=b\\&=c\end{aligned}", "7"))
     assert 'src="data:image/svg+xml;base64,' in html and r"\begin{aligned}" in html and "(7)" in html
 
 
 def test_companion_without_results_says_not_yet_computed_for_every_course():
     """With an empty registry the companion's table has a "not yet computed" row for each of the four courses."""
-    ctx = render.context({"provenance": {}}, TITLES, parts=render.COMPANION_PARTS, courses=render.COMPANION_COURSES, date="x")
-    html = render.render_html("companion.html.j2", ctx, "C")
-    assert html.count("not yet computed") == len(render.COMPANION_COURSES) == 4
-    for part in render.COMPANION_PARTS:
+    ctx = document.context({"provenance": {}}, TITLES, parts=document.COMPANION_PARTS, courses=document.COMPANION_COURSES, date="x")
+    html = document.render_html("companion.html.j2", ctx, "C")
+    assert html.count("not yet computed") == len(document.COMPANION_COURSES) == 4
+    for part in document.COMPANION_PARTS:
         assert part not in TITLES or f"python reproduce.py --only {part}" in html

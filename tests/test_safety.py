@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 import reproduce
 from conftest import smoke, write_mnist
-from experiments import seeds
-from pipeline import checkpoints, interrupts, registry, render
+from experiments.lib import seeds
+from pipeline import checkpoints, document, interrupts, registry, render, typeset
 from pipeline.registry import Registry, locked
 from pipeline.runner import MODULES, section_module
 from test_cli import assert_one_line_error
@@ -108,7 +108,7 @@ def test_the_lock_removes_temporary_files_of_an_interrupted_write(tmp_path):
 def test_render_refuses_a_figure_that_is_not_the_recorded_one(copied):
     """A figure changed after its numbers were recorded stops the build, naming the section and the --force command."""
     (copied / "figures" / "q1_loss.svg").write_text("<svg/>")
-    with pytest.raises(render.RenderError, match=r"q1_loss.svg of section q1 is not the one .*--only q1 --force"):
+    with pytest.raises(typeset.RenderError, match=r"q1_loss.svg of section q1 is not the one .*--only q1 --force"):
         render.build(load(copied), TITLES, copied)
 
 
@@ -131,20 +131,20 @@ def test_bad_author_file_is_one_line_before_training(tiny_data, tmp_path, monkey
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("partial", ["sections/q2.html.j2", "supplement/q1.html.j2", "report.html.j2"])
+@pytest.mark.parametrize("partial", ["brief/q2.html.j2", "supplement/q1.html.j2", "report.html.j2"])
 def test_missing_template_or_partial_is_one_line_before_training(tiny_data, tmp_path, monkeypatch, partial):
     """A missing report or supplement partial (or template) is an error naming it, before anything runs."""
     templates = tmp_path / "templates"
-    shutil.copytree(render.TEMPLATES, templates)
+    shutil.copytree(document.TEMPLATES, templates)
     (templates / partial).unlink()
-    monkeypatch.setattr(render, "TEMPLATES", templates)
+    monkeypatch.setattr(document, "TEMPLATES", templates)
     assert_one_line_error(smoke(tiny_data, tmp_path / "out", "--only", "sup"), f"templates/{partial} is missing")
     assert not (tmp_path / "out").exists()
 
 
 def test_every_part_has_its_partial():
-    """Every part listed in pipeline/render.py has its template (the check passes on the repository)."""
-    render.check_templates()
+    """Every part listed in pipeline/document.py has its template (the check passes on the repository)."""
+    document.check_templates()
 
 
 @pytest.mark.parametrize("seed", [str(2**64), str(2**64 - 1), str(seeds.SEED_MAX + 1)])
@@ -229,15 +229,15 @@ def test_missing_fonts_are_named_with_their_package(monkeypatch):
     conf = Path(os.environ.get("TMPDIR", "/tmp")) / "no-fonts.conf"
     conf.write_text('<?xml version="1.0"?><fontconfig><dir>/nonexistent</dir></fontconfig>')
     monkeypatch.setenv("FONTCONFIG_FILE", str(conf))
-    with pytest.raises(render.RenderError, match="DejaVu Serif Book is not installed .*apt-get install fonts-dejavu-core"):
-        render.check_fonts()
+    with pytest.raises(typeset.RenderError, match="DejaVu Serif Book is not installed .*apt-get install fonts-dejavu-core"):
+        typeset.check_fonts()
 
 
 def test_a_missing_math_font_is_an_error_not_a_fallback(monkeypatch):
     """A missing face (here the math font under another name) is an error naming its package."""
-    monkeypatch.setattr(render, "FONTS", (*render.FONTS[:-1], ("No Such Math", "Regular", "fonts-dejavu-extra")))
-    with pytest.raises(render.RenderError, match="No Such Math Regular is not installed.*fonts-dejavu-extra"):
-        render.check_fonts()
+    monkeypatch.setattr(typeset, "FONTS", (*typeset.FONTS[:-1], ("No Such Math", "Regular", "fonts-dejavu-extra")))
+    with pytest.raises(typeset.RenderError, match="No Such Math Regular is not installed.*fonts-dejavu-extra"):
+        typeset.check_fonts()
 
 
 # ------------------------------------------------------------------ 5. smaller things
@@ -299,7 +299,7 @@ def test_interrupt_during_verify_says_the_registry_is_untouched(copied, tiny_dat
 
 def test_raw_file_replaced_by_a_folder_is_named(tmp_path, monkeypatch):
     """A folder where a raw MNIST file belongs is reported as a folder, not as a failed download."""
-    from experiments import data as mnist
+    from experiments.lib import data as mnist
     monkeypatch.setattr(mnist, "RAW_MD5", dict(write_mnist(tmp_path / "data")))
     raw = tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
     raw.unlink()

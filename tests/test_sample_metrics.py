@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from experiments.sample_metrics import (cnn_features, frechet_distance, frechet_gaussians, known_bad,
+from experiments.lib.sample_metrics import (cnn_features, frechet_distance, frechet_gaussians, known_bad,
                                         precision_recall, sqrtm_psd, validate)
 
 

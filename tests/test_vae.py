@@ -6,9 +6,11 @@ import io
 
 import torch
 
-from experiments import q1_vae, vae
-from experiments.contract import Context
-from experiments.runtime import Progress, seed_everything
+from experiments.brief import q1_vae
+
+from experiments.lib import vae
+from experiments.lib.contract import Context
+from experiments.lib.runtime import Progress, seed_everything
 
 
 def synthetic(n: int, g: torch.Generator) -> torch.Tensor:

@@ -97,7 +97,8 @@ def test_with_a_spread_recorded_another_thread_count_verifies_within_it(copied, 
 
 def test_the_device_reaches_the_section(tiny_data, tmp_path, monkeypatch):
     """--device travels from the options through the job to the Context a section receives."""
-    from experiments import contract, sup_classification
+    from experiments.lib import contract
+    from experiments.brief import sup_classification
     seen = []
 
     def run(cfg, ctx):

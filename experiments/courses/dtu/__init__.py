@@ -1,0 +1,1 @@
+"""Companion: DTU 02460, week 1."""

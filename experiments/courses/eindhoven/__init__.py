@@ -1,0 +1,1 @@
+"""Companion: Eindhoven 2AMU20, the mixture-prior VAE."""

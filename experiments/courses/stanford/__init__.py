@@ -1,0 +1,1 @@
+"""Companion: Stanford STATS305C, assignment 6."""

@@ -1,0 +1,1 @@
+"""Companion: Toronto CSC412/2506, "Variational Auto Encoders"."""
