@@ -197,7 +197,8 @@ def basis(rows: list[Row], same: bool, registry: dict) -> str:
     rate = sum(r.rate for r in rows if r.rate is not None)
     blind = [r.metric for r in rows if r.uncapped]
     return (f"tolerances from the spread over seeds {', '.join(map(str, spread['seeds']))} where recorded: a correct "
-            f"rerun fails any of its numbers here with chance at most {rate:.1%}" +
+            f"rerun fails any of its numbers here with chance at most {rate:.1%}, if this machine moves them no more than "
+            f"another seed does" +
             (f"; a 10% change of {', '.join(blind)} lies within that spread" if blind else ""))
 
 
