@@ -67,10 +67,9 @@ def t_two_sided(t: float, nu: float) -> float:
 
 def t_quantile(rate: float, nu: float) -> float:
     """The t with P(|T_nu| > t) = rate (bisection on log t)."""
-    lo, hi = 0.0, 1.0
+    lo, hi = -30.0, 1.0
     while t_two_sided(math.exp(hi), nu) > rate:
         hi *= 2.0
-    lo = -30.0
     for _ in range(200):
         mid = (lo + hi) / 2.0
         lo, hi = (mid, hi) if t_two_sided(math.exp(mid), nu) > rate else (lo, mid)
@@ -129,8 +128,8 @@ class SpreadTolerance:
         rate, uncapped = len(tols) * FALSE_ALARM / family, False
         cap = HEADLINE_CAP * abs(recorded[-1])
         if headline and tols[-1] > cap:
-            (sd, width), nu = pools[-1], pools[-1][1] * (seeds - 1)
-            capped = t_two_sided(cap / (math.sqrt(2.0) * sd), nu)
+            sd, width = pools[-1]
+            capped = t_two_sided(cap / (math.sqrt(2.0) * sd), width * (seeds - 1))
             uncapped = capped > CAP_MAX_RATE
             if not uncapped:
                 tols[-1], rate = cap, rate - FALSE_ALARM / family + capped
