@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: report test smoke verify render spread bench clean
+.PHONY: report test smoke verify verify-loso render spread bench bench-verify clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ smoke: $(VENV)/.installed  ## the whole pipeline on tiny sizes, into report-smok
 verify: $(VENV)/.installed  ## recompute every section in scratch/ and compare with report/results.json
 	$(PY) reproduce.py --verify
 
+verify-loso: $(VENV)/.installed  ## every recorded seed verified against tolerances made from the other seeds (no training)
+	$(PY) bench/verify.py --loso
+
 render: $(VENV)/.installed  ## rebuild the PDFs and READMEs from the registry
 	$(PY) reproduce.py --render
 
@@ -32,6 +35,10 @@ spread: $(VENV)/.installed  ## every section with seeds 1 and 2 beside the regis
 
 bench: $(VENV)/.installed  ## time cold runs and the data path on this machine: bench/results.json, then the README
 	$(PY) bench/run.py
+	$(PY) reproduce.py --render
+
+bench-verify: $(VENV)/.installed  ## the brief's sections rerun with 2 threads and verified: bench/results.json, then the README
+	-$(PY) bench/verify.py
 	$(PY) reproduce.py --render
 
 clean:  ## remove caches and scratch output (keeps .venv, data and checkpoints)

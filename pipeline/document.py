@@ -33,7 +33,7 @@ from . import MODULES, SECTIONS
 from .cache import ROOT
 from .seed_sd import VERDICT_SDS, combined, seed_sd
 from .typeset import RenderError, displaymath, format_number, math, num, pct, seeds_apart
-from .verify import SPREAD_SDS
+from . import tolerance
 
 TEMPLATES = ROOT / "templates"
 AUTHOR_FILE = ROOT / "author.toml"
@@ -181,9 +181,9 @@ def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
 
 
 def readme_context(registry: dict, titles: dict[str, str], pages: dict[str, int], date: str) -> dict[str, Any]:
-    """The READMEs' context: the registry's, the verify tolerance's multiple and the benchmark (bench/results.json)."""
+    """The READMEs' context: the registry's, how verify makes its tolerances and the benchmark (bench/results.json)."""
     bench = ROOT / "bench" / "results.json"
-    return context(registry, titles, pages=pages, date=date, spread_sds=SPREAD_SDS,
+    return context(registry, titles, pages=pages, date=date, tolerance=tolerance,
                    bench=json.loads(bench.read_text()) if bench.is_file() else None)
 
 

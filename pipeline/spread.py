@@ -3,7 +3,7 @@
 Another seed changes every random draw (splits, initialisation, batches, noise); another machine
 changes only rounding, whose effect grows through training the same way. So the standard
 deviation of a number across a few seeds stands in for its spread across machines, and
-``--verify`` takes a stated multiple of it as the cross-device tolerance (``verify.SPREAD_SDS``).
+``--verify`` makes its cross-device tolerances from it (``pipeline/tolerance.py``).
 
 The seed of the registry is read from it where its entries are fresh; every other seed is computed
 into ``scratch/spread-<time>/seed-<n>/``. The record, ``"spread"`` at the top of the registry:

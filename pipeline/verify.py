@@ -7,11 +7,14 @@ within the module's ``TOLERANCES[key][0]`` or else exactly (integers) or to DEFA
 
 Across devices (another CPU model, thread count or library version) rounding differs and grows
 through training like a change of seed does. Where the registry holds a ``spread`` record
-(``--spread``: the same sections run with several seeds), a number's tolerance is SPREAD_SDS
-times its standard deviation across those seeds, per element of a per-epoch list, floored at the
-same-device tolerance; an integer (a count) also passes when it lies within the values the seeds
-gave. Without a spread: the module's ``TOLERANCES[key][1]``, else integers exactly and other
-numbers within DEFAULT_CROSS_REL of the recorded value.
+(``--spread``: the same sections run with several seeds), a number's tolerance comes from its SD
+over those seeds, pooled with its neighbours in a list or its siblings (``pipeline/tolerance.py``):
+Student's t makes each tolerance hold under the SD's own uncertainty, and Bonferroni over every
+number the spread covers states the chance that a correct rerun fails anywhere (printed with the
+verdict). A section's HEADLINE is capped below 10 % of its value where that costs little. An
+integer (a count) also passes when it lies within the values the seeds gave. Without a spread: the
+module's ``TOLERANCES[key][1]``, else integers exactly and other numbers within DEFAULT_CROSS_REL
+of the recorded value.
 
 An integer that selects something (the best epoch, the most likely digit) is listed in the
 module's ``SELECTS = {key: (list_key, first_index)}`` and compared by what it selects: the value of
@@ -35,13 +38,13 @@ import click
 from . import section_module
 from .cache import ROOT
 from .registry import Registry
+from .tolerance import FALSE_ALARM, SpreadTolerance
 
 if TYPE_CHECKING:
     from .runner import Options
 
 DEFAULT_SAME_REL = 1e-6  # same device and threads: bit-identical up to float printing
 DEFAULT_CROSS_REL = 0.05  # another device, no spread recorded: 5% of the recorded value
-SPREAD_SDS = 4.0  # another device: tolerance = this many standard deviations across seeds
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Row:
     difference: float | None
     tolerance: float | None
     ok: bool
+    rate: float | None = None  # the chance that a correct rerun fails this row, where a spread sets its tolerance
+    uncapped: bool = False  # a headline number whose 10 % change lies within its spread over seeds
 
 
 def flatten(metrics: dict, prefix: str = "") -> dict[str, Any]:
@@ -86,18 +91,28 @@ def usable_spread(registry: dict, section: str, entry: dict) -> dict[str, dict]:
     return record["metrics"]
 
 
-class Rule:
-    """Per-element tolerances of one metric, and whether a difference passes."""
+def family_size(registry: dict) -> int:
+    """How many numbers the registry's spread covers (every element of every list): the Bonferroni family."""
+    sections = (registry.get("spread") or {}).get("sections", {})
+    return sum(len(numbers(v["values"][0]) or []) for record in sections.values() for v in record["metrics"].values())
 
-    def __init__(self, key: str, recorded: list, same: bool, declared: dict, spread: dict):
+
+class Rule:
+    """Per-element tolerances of one metric, whether a difference passes, and the false-alarm rate they allow."""
+
+    def __init__(self, key: str, recorded: list, same: bool, declared: dict, spread: dict, family: int = 1,
+                 headline: bool = False):
         self.ints = all(isinstance(x, int) for x in recorded)
         self.seen: list[tuple[float, float]] | None = None
+        self.rate: float | None = None  # under the spread's model; None where the tolerance is not from a spread
+        self.uncapped = False
         if same:
             self.tols = ([declared[key][0]] * len(recorded) if key in declared
                          else [0.0 if self.ints else DEFAULT_SAME_REL * max(1.0, abs(x)) for x in recorded])
         elif key in spread:
-            sds = spread[key]["sd"] if isinstance(spread[key]["sd"], list) else [spread[key]["sd"]]
-            self.tols = [max(SPREAD_SDS * sd, DEFAULT_SAME_REL * max(1.0, abs(x))) for sd, x in zip(sds, recorded)]
+            made = SpreadTolerance.of(spread, key, recorded, family, headline)
+            self.tols = [max(tol, DEFAULT_SAME_REL * max(1.0, abs(x))) for tol, x in zip(made.tols, recorded)]
+            self.rate, self.uncapped = made.rate, made.uncapped
             if self.ints:  # the range of values the seeds gave, per element
                 self.seen = [(min(col), max(col)) for col in zip(*(numbers(v) for v in spread[key]["values"]))]
         elif key in declared:
@@ -115,6 +130,7 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
     module = section_module(section)
     declared, selects = getattr(module, "TOLERANCES", {}), getattr(module, "SELECTS", {})
     spread = usable_spread(registry or {}, section, recorded)
+    family, headline = family_size(registry or {}), getattr(module, "HEADLINE", (None,))[0]
     same = recorded.get("env") == reproduced.get("env")
     old_flat, new_flat = flatten(recorded["metrics"]), flatten(reproduced["metrics"])
     rows = []
@@ -128,27 +144,28 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
             rows.append(Row(label, old, new, None, None, old == new))
             continue
         if key in selects and len(a) == 1 and old != new:
-            rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread))
+            rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread, family))
             continue
-        rule = Rule(key, a, same, declared, spread)
+        rule = Rule(key, a, same, declared, spread, family, key == headline)
         diffs = [abs(x - y) for x, y in zip(a, b)]
         worst = max(range(len(a)), key=lambda i: diffs[i] - rule.tols[i])
         ok = all(rule.ok(i, b[i], diffs[i]) for i in range(len(a)))
-        rows.append(Row(label, old, new, diffs[worst], rule.tols[worst], ok))
+        rows.append(Row(label, old, new, diffs[worst], rule.tols[worst], ok, rule.rate, rule.uncapped))
     return rows
 
 
 def selected(label: str, select: tuple[str, int], old: int, new: int, old_flat: dict, new_flat: dict,
-             same: bool, declared: dict, spread: dict) -> Row:
+             same: bool, declared: dict, spread: dict, family: int) -> Row:
     """A selecting integer that differs: compare the values it selects, recorded and reproduced."""
     key, first = select
     values_old, values_new = numbers(old_flat.get(key)), numbers(new_flat.get(key))
     i, j = old - first, new - first
     if not values_old or not values_new or not (0 <= i < len(values_old) and 0 <= j < len(values_new)):
         return Row(label, old, new, None, None, False)
-    rule = Rule(key, values_old, same, declared, spread)
+    rule = Rule(key, values_old, same, declared, spread, family)
     difference = abs(values_old[i] - values_new[j])
-    return Row(f"{label} (by {key})", old, new, difference, rule.tols[i], rule.ok(i, values_new[j], difference))
+    return Row(f"{label} (by {key})", old, new, difference, rule.tols[i], rule.ok(i, values_new[j], difference),
+               None if rule.rate is None else FALSE_ALARM / family)
 
 
 def show(value: Any) -> str:
@@ -169,9 +186,25 @@ def print_table(rows: list[Row]) -> None:
                    f"{'ok' if r.ok else 'FAIL'}")
 
 
+def basis(rows: list[Row], same: bool, registry: dict) -> str:
+    """What the tolerances of ``rows`` rest on, in words: the chance of a false alarm they allow, and the headline
+    numbers a 10 % change of which they would not catch."""
+    spread = registry.get("spread")
+    if same:
+        return "bit for bit up to the same-device tolerances"
+    if not spread:
+        return "within the cross-device defaults (no spread recorded: make spread)"
+    rate = sum(r.rate for r in rows if r.rate is not None)
+    blind = [r.metric for r in rows if r.uncapped]
+    return (f"tolerances from the spread over seeds {', '.join(map(str, spread['seeds']))} where recorded: a correct "
+            f"rerun fails any of its numbers here with chance at most {rate:.1%}, if this machine moves them no more than "
+            f"another seed does" +
+            (f"; a 10% change of {', '.join(blind)} lies within that spread" if blind else ""))
+
+
 def verify(opts: Options, selected: list[str]) -> int:
     """Recompute ``selected`` (and what they need) into scratch/verify-<time>/ and compare."""
-    from .runner import Runner  # imports torch, which the README's rendering (SPREAD_SDS) does not need
+    from .runner import Runner  # imports torch, which the README's rendering does not need
 
     reference = Registry(opts.out / "results.json")
     missing = [name for name in selected if reference.entry(name) is None]
@@ -189,12 +222,29 @@ def verify(opts: Options, selected: list[str]) -> int:
     print_table(rows)
     failed = [r for r in rows if not r.ok]
     same = all(reference.entry(n).get("env") == runner.registry.entry(n).get("env") for n in runner.executed)
-    spread = reference.data.get("spread")
-    basis = ("bit for bit up to the same-device tolerances" if same else
-             f"within {SPREAD_SDS:g} SD of the spread over seeds {', '.join(map(str, spread['seeds']))} where recorded"
-             if spread else "within the cross-device defaults (no spread recorded: make spread)")
     click.echo(f"\n{len(rows)} numbers in {', '.join(runner.executed)} compared on "
-               f"{'the same' if same else 'a different'} device/environment as recorded ({basis}), in "
-               f"{time.perf_counter() - start:.0f}s; reproduced registry: {scratch / 'results.json'}")
+               f"{'the same' if same else 'a different'} device/environment as recorded ({basis(rows, same, reference.data)}), "
+               f"in {time.perf_counter() - start:.0f}s; reproduced registry: {scratch / 'results.json'}")
     click.echo(f"{len(failed)} outside tolerance" if failed else "all within tolerance")
     return 1 if failed else 0
+
+
+def leave_one_seed_out(registry: dict) -> list[Row]:
+    """Every seed of the recorded spread checked as a rerun elsewhere would be: for each held-out seed and each
+    other seed as the recorded one, the held-out seed's numbers against tolerances made from the other seeds alone."""
+    from .spread import spread_of  # imports torch
+
+    spread, rows = registry["spread"], []
+    elsewhere = {"device": "another seed"}
+    for section, record in spread["sections"].items():
+        runs = [{key: v["values"][i] for key, v in record["metrics"].items()} for i in range(len(spread["seeds"]))]
+        for out, held in enumerate(spread["seeds"]):
+            kept = [i for i in range(len(runs)) if i != out]
+            others = {**registry, "spread": {**spread, "seeds": [spread["seeds"][i] for i in kept], "sections": {
+                **spread["sections"], section: {**record, "metrics": spread_of([runs[i] for i in kept])}}}}
+            for i in kept:
+                recorded = {"env": {}, "smoke": spread["smoke"], "config": record["config"], "metrics": runs[i]}
+                rerun = {"env": elsewhere, "metrics": runs[out]}
+                rows += [dataclasses.replace(row, metric=f"{row.metric} (seed {held} vs {spread['seeds'][i]})")
+                         for row in compare(section, recorded, rerun, others)]
+    return rows
