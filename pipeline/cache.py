@@ -26,8 +26,8 @@ def jsonable_config(cfg) -> dict:
 
 
 def code_files(module: ModuleType) -> dict[str, str]:
-    """SHA-256 of the module's source and of every ``experiments`` module it imports, transitively."""
-    package = ROOT / "experiments"
+    """SHA-256 of the module's source and of every ``experiments`` module it imports, transitively
+    (``from experiments.lib import vae``, ``from experiments.lib.prob import x``, ``import experiments.lib.data``)."""
     todo, seen = [Path(module.__file__).resolve()], {}
     while todo:
         path = todo.pop()
@@ -37,10 +37,19 @@ def code_files(module: ModuleType) -> dict[str, str]:
         source = path.read_bytes()
         seen[rel] = hashlib.sha256(source).hexdigest()
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                names = [node.module] if node.module else [a.name for a in node.names]
-                todo += [package / f"{n.split('.')[0]}.py" for n in names if (package / f"{n.split('.')[0]}.py").exists()]
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "experiments":
+                todo += _module_files(node.module, [a.name for a in node.names])
+            elif isinstance(node, ast.Import):
+                todo += [f for a in node.names if a.name.split(".")[0] == "experiments" for f in _module_files(a.name, [])]
     return dict(sorted(seen.items()))
+
+
+def _module_files(dotted: str, names: list[str]) -> list[Path]:
+    """The source files that ``from dotted import names`` reads: the module itself, or the submodules named."""
+    base = ROOT.joinpath(*dotted.split("."))
+    if base.with_suffix(".py").is_file():
+        return [base.with_suffix(".py")]
+    return [base / f"{n}.py" for n in names if (base / f"{n}.py").is_file()]
 
 
 @dataclass(frozen=True)

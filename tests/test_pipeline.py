@@ -105,9 +105,9 @@ def test_code_hash_covers_every_imported_experiment_module():
     from pipeline.cache import code_files
     from pipeline.runner import section_module
     files = code_files(section_module("q4"))
-    for module in ("q4_loglik", "vae", "models", "prob", "data", "runtime", "contract"):
+    for module in ("brief/q4_loglik", "lib/vae", "lib/models", "lib/prob", "lib/data", "lib/runtime", "lib/contract"):
         assert f"experiments/{module}.py" in files
-    for module in ("q3_latent_opt", "plotting"):
+    for module in ("brief/q3_latent_opt", "lib/plotting"):
         assert f"experiments/{module}.py" not in files
 
 
