@@ -46,7 +46,7 @@ COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss
 # its opening table: one partial templates/courses/<course>/map.html.j2 of rows per course, in this order
 COMPANION_COURSES = {"toronto": "Toronto CSC412/2506", "dtu": "DTU 02460", "eindhoven": "Eindhoven 2AMU20",
                      "stanford": "Stanford STATS305C"}
-SUPPLEMENT_PARTS = ("sup", "q1", "q3", "q4", "q4conv", "extra")  # Q2 has nothing beyond the report
+SUPPLEMENT_PARTS = ("sup", "q1", "q2", "q3", "q4", "q4conv", "extra")
 TEXT_PARTS = ("derivations", "ai_tools")  # parts of the report that are text about the brief, not a section's results
 DOCUMENTS = {"report": ("report.html.j2", REPORT_PARTS, ""), "supplement": ("supplement.html.j2", SUPPLEMENT_PARTS, "S"),
              "companion": ("companion.html.j2", COMPANION_PARTS, "C")}  # name -> template, parts, figure prefix

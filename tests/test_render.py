@@ -138,21 +138,25 @@ def test_seeds_apart_prints_the_difference_in_seed_sds():
     assert ">44<" in typeset.seeds_apart(44.4, 1.0)
 
 
-def test_report_prints_the_recorded_seed_sd_beside_the_test_accuracy(committed):
-    """The SD printed beside the test accuracy is the one the committed spread records."""
+def supplement_html(registry: dict) -> str:
+    return document.render_html("supplement.html.j2", document.context(registry, TITLES, parts=document.SUPPLEMENT_PARTS, date="x"), "S")
+
+
+def test_supplement_prints_the_recorded_seed_sd_beside_the_test_accuracy(committed):
+    """The SD the supplement prints beside the test accuracy is the one the committed spread records."""
     spread = committed["spread"]
     accuracy, recorded = committed["sections"]["sup"]["metrics"]["test_acc"], spread["sections"]["sup"]["metrics"]["test_acc"]["sd"]
     seeds = ", ".join(map(str, spread["seeds"]))
-    assert f"{typeset.pct(accuracy)} &plusmn; {typeset.pct(recorded, 3)} (SD over seeds {seeds})" in report_html(committed)
+    assert f"{typeset.pct(accuracy)} &plusmn; {typeset.pct(recorded, 3)} (SD over seeds {seeds})" in supplement_html(committed)
 
 
 def test_report_prints_no_seed_sd_when_the_spread_does_not_match(committed):
-    """With every spread recorded at another configuration, the report renders and mentions no seed SD."""
+    """With every spread recorded at another configuration, the report and supplement render and mention no seed SD."""
     registry = json.loads(json.dumps(committed))
     for record in registry["spread"]["sections"].values():
         record["config"] = {"another": True}
-    html = report_html(registry)
-    assert "seed SD" not in html and "SD over seeds" not in html
+    for html in (report_html(registry), supplement_html(registry)):
+        assert "seed SD" not in html and "SD over seeds" not in html
 
 
 def test_every_required_heading_is_present(committed):

@@ -203,8 +203,8 @@ def recon_grid(images: torch.Tensor, recons: dict[int, torch.Tensor], cfg: Confi
                      ("original", *(f"epoch {e}" for e in cfg.snapshot_epochs)), tuple(map(str, range(10))))
 
 
-TRAIN = {"color": "C0", "linestyle": "-"}  # training subset: a line
-VAL = {"color": "C1", "linestyle": "none", "marker": "o", "markerfacecolor": "white", "markersize": 3.2}  # validation: open circles
+TRAIN = {"color": "C0", "linestyle": "-", "zorder": 3}  # training subset: a line, drawn over the markers
+VAL = {"color": "C1", "linestyle": "none", "marker": "o", "markerfacecolor": "none", "markersize": 3.2}  # validation: hollow circles
 
 
 def loss_figure(running: list[float], m: dict):
@@ -227,6 +227,8 @@ def loss_figure(running: list[float], m: dict):
         c.fill_between(ep, mid - se, mid + se, color=style["color"], alpha=0.15, linewidth=0)
         c.plot(ep, mid, label=label, **style)
     c.axhline(0.0, color="0.4", linewidth=0.6)
+    low, high = c.get_ylim()
+    c.set_ylim(low, high + 0.6 * (high - low))  # headroom above the bands for the legend
     c.set_ylabel("\u2212ELBO difference (nats)")
     d.plot(ep, tr["active_units"], label="active, train", **TRAIN)
     d.plot(ep, va["active_units"], label="active, val", **VAL)
@@ -238,6 +240,6 @@ def loss_figure(running: list[float], m: dict):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, linewidth=0.5)
-    for ax, where in zip((a, b, c, d), ("upper right", "upper right", "lower right", "upper right")):
+    for ax, where in zip((a, b, c, d), ("upper right", "upper right", "upper left", "upper right")):
         ax.legend(frameon=False, handlelength=1.6, loc=where)
     return fig

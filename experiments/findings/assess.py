@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 import torch
 
 from experiments.brief import q1_vae, q3_latent_opt
@@ -95,6 +96,9 @@ def elbo_figure(curves: dict[str, list[float]], first_long: int):
     ax.get_legend().remove()  # below the axes instead: any place inside hid a curve
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, frameon=False)
     ax.axvline(first_long - 0.5, color="0.5", linewidth=0.6)
+    ticks = MaxNLocator(nbins=8).tick_values(*ax.get_ylim())
+    ax.set_yticks(ticks)  # ticks over the whole range, from a tick below the lowest curve to one above the highest
+    ax.set_ylim(ticks[0], ticks[-1])
     ax.set_title("Q1 and Q3, training \u2212ELBO per epoch")
     return fig
 
