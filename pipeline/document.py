@@ -31,7 +31,7 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 
 from . import MODULES, SECTIONS
 from .cache import ROOT
-from .seed_sd import VERDICT_SDS, combined, seed_sd
+from .seed_sd import VERDICT_SDS, combined, seed_sd, seed_values
 from .typeset import RenderError, displaymath, format_number, math, num, pct, seeds_apart
 from .verify import SPREAD_SDS
 
@@ -176,7 +176,8 @@ def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
     # in the order of the report (titles are given in section order), each entry knowing its name
     sections = {name: {**recorded[name], "section": name} for name in titles if name in recorded}
     return {"R": {**registry, "sections": sections}, "S": sections, "titles": titles, "author": author(),
-            "page_budget": PAGE_BUDGET, "sd": functools.partial(seed_sd, registry), "seed_beyond": VERDICT_SDS,
+            "page_budget": PAGE_BUDGET, "sd": functools.partial(seed_sd, registry),
+            "seed_values": functools.partial(seed_values, registry), "seed_beyond": VERDICT_SDS,
             "seeds": ", ".join(map(str, (registry.get("spread") or {}).get("seeds", []))), **extra}
 
 
