@@ -243,3 +243,11 @@ def test_companion_without_results_says_not_yet_computed_for_every_course():
     assert html.count("not yet computed") == len(document.COMPANION_COURSES) == 4
     for part in document.COMPANION_PARTS:
         assert part not in TITLES or f"python reproduce.py --only {part}" in html
+
+
+def test_source_is_the_function_as_written_and_an_unknown_name_is_an_error():
+    """source() returns a function's own text from its file (escaped, in a code block); a missing name is a RenderError."""
+    block = document.source("experiments/lib/prob.py", "bernoulli_sample")
+    assert block.startswith('<pre class="code">def bernoulli_sample(') and block.endswith("</pre>")
+    with pytest.raises(typeset.RenderError):
+        document.source("experiments/lib/prob.py", "no_such_function")
