@@ -12,6 +12,7 @@ fixed, and its dates (and fontTools' font-subset timestamps) come from SOURCE_DA
 """
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import functools
 import hashlib
@@ -31,7 +32,7 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 
 from . import MODULES, SECTIONS
 from .cache import ROOT
-from .seed_sd import VERDICT_SDS, combined, seed_sd
+from .seed_sd import VERDICT_SDS, combined, seed_sd, seed_values
 from .typeset import RenderError, displaymath, format_number, math, num, pct, seeds_apart
 from . import tolerance
 
@@ -150,6 +151,17 @@ def check_templates() -> None:
             raise RenderError(f"template templates/{name}, line {err.lineno}: {err.message}") from None
 
 
+def source(path: str, name: str) -> Markup:
+    """The source of the top-level function or class ``name`` of the file ``path`` (relative to the repository) as a
+    code block, read from the file without importing it (the PDF build never imports torch): a code snippet that
+    cannot drift from the code."""
+    text = (ROOT / path).read_text()
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            return Markup(f'<pre class="code">{escape(ast.get_source_segment(text, node))}</pre>')
+    raise RenderError(f"{path} has no function or class {name!r} for a template's source()")
+
+
 def environment(markdown: bool = False) -> jinja2.Environment:
     """The Jinja2 environment of TEMPLATES, one per process: templates are compiled once, and a forked
     render worker starts with them compiled."""
@@ -167,7 +179,8 @@ def _environment(folder: Path, markdown: bool) -> jinja2.Environment:
                        math=jinja2.pass_context(lambda _, tex: math(tex)),
                        displaymath=jinja2.pass_context(lambda _, tex, tag=None: displaymath(tex, tag)))
     env.globals.update(has_template=lambda name: name in env.list_templates(), combined=combined, seeds_apart=seeds_apart,
-                       part_template=part_template, map_template=map_template)
+                       part_template=part_template, map_template=map_template,
+                       source=source)
     return env
 
 
@@ -176,7 +189,8 @@ def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
     # in the order of the report (titles are given in section order), each entry knowing its name
     sections = {name: {**recorded[name], "section": name} for name in titles if name in recorded}
     return {"R": {**registry, "sections": sections}, "S": sections, "titles": titles, "author": author(),
-            "page_budget": PAGE_BUDGET, "sd": functools.partial(seed_sd, registry), "seed_beyond": VERDICT_SDS,
+            "page_budget": PAGE_BUDGET, "sd": functools.partial(seed_sd, registry),
+            "seed_values": functools.partial(seed_values, registry), "seed_beyond": VERDICT_SDS,
             "seeds": ", ".join(map(str, (registry.get("spread") or {}).get("seeds", []))), **extra}
 
 

@@ -23,3 +23,11 @@ def seed_sd(registry: dict, section: str, key: str) -> float | list[float] | Non
     entry = registry.get("sections", {}).get(section)
     record = usable_spread(registry, section, entry).get(key) if entry else None
     return record["sd"] if record else None
+
+
+def seed_values(registry: dict, section: str, key: str) -> list | None:
+    """The values of ``section``'s metric ``key`` for each seed of the spread (in the order of its ``seeds``), under
+    the rule of ``seed_sd``: None when the section has no entry, the spread does not match it or lacks the key."""
+    entry = registry.get("sections", {}).get(section)
+    record = usable_spread(registry, section, entry).get(key) if entry else None
+    return record["values"] if record else None

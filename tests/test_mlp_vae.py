@@ -105,3 +105,17 @@ def test_stability_flags_a_drop_beyond_the_tolerance():
     s = ein_vae.stability([-120.0, -110.0, -112.0, -109.0], 0.5)
     assert (s["stable"], s["largest_drop"], s["best_epoch"], s["last_below_best"]) == (False, 2.0, 4, 0.0)
     assert ein_vae.stability([-120.0, -110.0, -109.8], 0.5)["stable"]
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement_and_keeps_the_best():
+    """At lr 0 the validation ELBO never improves: with patience 1, training stops at epoch 3 of 5 on epoch 1's weights."""
+    import io
+    from experiments.lib.contract import Context
+    from experiments.lib.runtime import Progress
+    ctx = Context(data=None, device=torch.device("cpu"), seed=0, progress=Progress("t", io.StringIO()), require=None)
+    model = mlp_vae.MLPVAE(mlp_vae.Arch(latent_dim=2, hidden=(8,)))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    x = (torch.rand(40, mlp_vae.PIXELS, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    h = mlp_vae.fit(model, x, x[:10], mlp_vae.Training(epochs=5, batch_size=20, lr=0.0), ctx, 0, patience=1)
+    assert (len(h["val"]), h["best_epoch"], h["stopped_early"]) == (3, 1, True)
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())

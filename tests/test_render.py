@@ -15,7 +15,7 @@ import pytest
 
 import reproduce
 from pipeline import document, render, typeset
-from pipeline.seed_sd import combined, seed_sd
+from pipeline.seed_sd import combined, seed_sd, seed_values
 from pipeline.runner import section_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +125,14 @@ def test_seed_sd_is_none_for_an_unrecorded_key_or_section():
     """A metric the spread lacks, or a section without an entry, has no SD."""
     registry = spread_registry({"epochs": 3})
     assert seed_sd(registry, "sup", "test_loss") is None and seed_sd(registry, "q1", "test_acc") is None
+
+
+def test_seed_values_are_the_recorded_values_under_the_rule_of_seed_sd():
+    """seed_values gives each seed's value of a matching spread, and None where seed_sd gives None."""
+    registry = spread_registry({"epochs": 3})
+    assert seed_values(registry, "sup", "test_acc") == [0.99, 0.989, 0.991]
+    assert seed_values(spread_registry({"epochs": 5}), "sup", "test_acc") is None
+    assert seed_values(registry, "sup", "test_loss") is None
 
 
 def test_combined_sd_is_the_root_sum_of_squares_and_none_without_every_part():
@@ -239,3 +247,11 @@ def test_companion_without_results_says_not_yet_computed_for_every_course():
     assert html.count("not yet computed") == len(document.COMPANION_COURSES) == 4
     for part in document.COMPANION_PARTS:
         assert part not in TITLES or f"python reproduce.py --only {part}" in html
+
+
+def test_source_is_the_function_as_written_and_an_unknown_name_is_an_error():
+    """source() returns a function's own text from its file (escaped, in a code block); a missing name is a RenderError."""
+    block = document.source("experiments/lib/prob.py", "bernoulli_sample")
+    assert block.startswith('<pre class="code">def bernoulli_sample(') and block.endswith("</pre>")
+    with pytest.raises(typeset.RenderError):
+        document.source("experiments/lib/prob.py", "no_such_function")

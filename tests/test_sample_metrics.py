@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from experiments.lib.sample_metrics import (cnn_features, frechet_distance, frechet_gaussians, known_bad,
+from experiments.lib.sample_metrics import (REAL, cnn_features, frechet_distance, frechet_gaussians, known_bad, passes_each,
                                         precision_recall, sqrtm_psd, validate)
 
 
@@ -79,3 +79,11 @@ def test_validation_ranks_clustered_data_above_known_bad():
     ref = cnn_features(classifier, digits(300))
     out = validate(ref, digits(300), classifier, g, k=3)
     assert out["fd_passes"] and out["pr_passes"]
+
+
+def test_each_measure_is_validated_on_its_own():
+    """A measure passes only if it ranks the held-out set strictly best; a tie, or one bad set better, fails it."""
+    scores = {REAL: {"fd": 10.0, "precision": 0.9, "recall": 0.8},
+              "noise": {"fd": 500.0, "precision": 0.95, "recall": 0.0},
+              "blurred": {"fd": 300.0, "precision": 0.9, "recall": 0.1}}
+    assert passes_each(scores) == {"fd": True, "precision": False, "recall": True}

@@ -183,11 +183,16 @@ class Training:
 
 
 def fit(model: MLPVAE, x_train: torch.Tensor, x_val: torch.Tensor | None, training: Training, ctx, seed: int,
-        label: str = "") -> dict[str, list]:
+        label: str = "", patience: int | None = None) -> dict[str, list]:
     """Adam on the negative ELBO averaged over minibatches; after every epoch the ELBO of x_val (fixed eps)
     when x_val is given.
 
-    Returns per-epoch lists: train_elbo (running mean over the epoch's batches), val (``evaluate``), epoch_s.
+    With x_val and ``patience``, early stopping as Eindhoven's ``training()``: the weights of the epoch with the best
+    validation ELBO are kept, training stops once more than ``patience`` epochs in a row have not improved on it
+    (or after ``training.epochs``), and the model ends with the kept weights.
+
+    Returns per-epoch lists: train_elbo (running mean over the epoch's batches), val (``evaluate``), epoch_s;
+    with ``patience`` also best_epoch (1-based) and stopped_early.
     """
     variance = [p for name, p in model.named_parameters() if name == "pixel_raw"]
     rest = [p for name, p in model.named_parameters() if name != "pixel_raw"]
@@ -215,6 +220,14 @@ def fit(model: MLPVAE, x_train: torch.Tensor, x_val: torch.Tensor | None, traini
         val = f", validation ELBO {history['val'][-1]['elbo']:.2f}" if x_val is not None else ""
         ctx.progress.note(f"{label + ' ' if label else ''}epoch {epoch}/{training.epochs}: train ELBO {history['train_elbo'][-1]:.2f}"
                           f"{val} nats ({history['epoch_s'][-1]:.1f}s)")
+        if x_val is not None and patience is not None:
+            if epoch == 1 or history["val"][-1]["elbo"] > best[0]:
+                best = (history["val"][-1]["elbo"], epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            elif epoch - best[1] > patience:
+                break
+    if x_val is not None and patience is not None:
+        model.load_state_dict(best[2])
+        history.update(best_epoch=best[1], stopped_early=len(history["val"]) < training.epochs)
     return history
 
 

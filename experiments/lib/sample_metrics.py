@@ -16,7 +16,9 @@ which digits of one class lie together and non-digits lie apart.
 
 A measure is trusted only if it ranks real held-out digits above every known-bad set
 (``known_bad``: pixel noise, blurred digits, the mean image, a constant image, one digit repeated);
-``validate`` checks this on the same sizes as the samples it will judge.
+``validate`` checks this on the same sizes as the samples it will judge (precision and recall together,
+by the smaller of the two); ``validate_each`` checks each measure on its own, with further bad sets
+made for the data being judged.
 """
 from __future__ import annotations
 
@@ -97,6 +99,31 @@ def score(real_f: torch.Tensor, fake_f: torch.Tensor, k: int) -> dict[str, float
     return {"fd": frechet_distance(real_f, fake_f), "precision": precision, "recall": recall}
 
 
+REAL = "held-out digits"  # the name of the held-out real set in every validation
+BETTER = {"fd": -1, "precision": 1, "recall": 1}  # the sign of a measure's change for the better
+
+
+def scored_sets(reference_f: torch.Tensor, held_out01: torch.Tensor, classifier, generator: torch.Generator, k: int,
+                extra: dict[str, torch.Tensor] | None = None) -> dict[str, dict[str, float]]:
+    """``score`` of the held-out digits, every ``known_bad`` set made from them and the ``extra`` sets, against the reference."""
+    sets = {REAL: held_out01, **known_bad(held_out01, generator), **(extra or {})}
+    return {name: score(reference_f, cnn_features(classifier, x), k) for name, x in sets.items()}
+
+
+def passes_each(scores: dict[str, dict[str, float]]) -> dict[str, bool]:
+    """Per measure: whether it ranks the held-out digits strictly better than every other set (no combination rule)."""
+    real = scores[REAL]
+    return {m: all(sign * (real[m] - s[m]) > 0 for name, s in scores.items() if name != REAL) for m, sign in BETTER.items()}
+
+
+def validate_each(reference_f: torch.Tensor, held_out01: torch.Tensor, classifier, generator: torch.Generator, k: int,
+                  extra: dict[str, torch.Tensor] | None = None) -> dict:
+    """Each measure validated on its own (``passes_each``) over the known-bad sets and the ``extra`` sets (made for the
+    data being judged, e.g. digits with a model's pixel noise): {"scores", "passes": {measure: bool}}."""
+    scores = scored_sets(reference_f, held_out01, classifier, generator, k, extra)
+    return {"scores": scores, "passes": passes_each(scores)}
+
+
 def validate(reference_f: torch.Tensor, held_out01: torch.Tensor, classifier, generator: torch.Generator,
              k: int) -> dict:
     """Each measure on held-out real digits and on every known-bad set; whether each ranks the real ones best.
@@ -104,9 +131,8 @@ def validate(reference_f: torch.Tensor, held_out01: torch.Tensor, classifier, ge
     FD passes when the held-out digits have the lowest FD; precision/recall passes when every known-bad
     set has a lower min(precision, recall) than the held-out digits (a good set needs both).
     """
-    sets = {"held-out digits": held_out01, **known_bad(held_out01, generator)}
-    scores = {name: score(reference_f, cnn_features(classifier, x), k) for name, x in sets.items()}
-    real, bad = scores["held-out digits"], [v for name, v in scores.items() if name != "held-out digits"]
+    scores = scored_sets(reference_f, held_out01, classifier, generator, k)
+    real, bad = scores[REAL], [v for name, v in scores.items() if name != REAL]
     worst = lambda s: min(s["precision"], s["recall"])  # noqa: E731
     return {"scores": scores, "fd_passes": all(real["fd"] < b["fd"] for b in bad),
             "pr_passes": all(worst(real) > worst(b) for b in bad),
