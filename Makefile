@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: report test smoke verify render spread bench clean
+.PHONY: report test smoke verify render spread bench submission clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ spread: $(VENV)/.installed  ## every section with seeds 1 and 2 beside the regis
 bench: $(VENV)/.installed  ## time cold runs and the data path on this machine: bench/results.json, then the README
 	$(PY) bench/run.py
 	$(PY) reproduce.py --render
+
+submission: $(VENV)/.installed  ## the zip of the brief's section 4.3.3 from report/: needs your name in author.toml
+	$(PY) reproduce.py --submission submission.zip
 
 clean:  ## remove caches and scratch output (keeps .venv, data and checkpoints)
 	rm -rf scratch report-smoke .pytest_cache
