@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """One document: registry -> Jinja2 -> HTML -> WeasyPrint PDF, and the READMEs' Markdown.
 
 The templates mirror ``experiments/``: a section's part of the report or the companion is

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Sections computed in worker processes (or in this one with ``--jobs 1``), returning bytes only.
 
 A ``Job`` holds plain values: the section's name and configuration, the data splits as NumPy

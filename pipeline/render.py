@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Registry -> report.pdf, supplement.pdf, companion.pdf and the READMEs: the documents laid out side
 by side in worker processes (``document`` builds one; ``typeset`` prints numbers and math).
 

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """MNIST from its four raw IDX files: integrity check, loading, and the seeded splits.
 
 Splits (the brief's section 2.3 and 3.3):
