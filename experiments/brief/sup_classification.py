@@ -34,6 +34,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
+from matplotlib import rcParams
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from torch import nn
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = load_mnist(args.data_dir, args.seed, args.smoke)
     cfg = SMOKE if args.smoke else Config()
+    rcParams.update({"font.size": 7.0, "lines.markersize": 2.5})  # the report's sizes (the pipeline sets its whole style)
     torch.manual_seed(args.seed)
     _, metrics, figure = train(cfg, data, device, args.seed, EpochLines())
     args.out.mkdir(parents=True, exist_ok=True)
