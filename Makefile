@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: report test smoke verify verify-loso render spread bench bench-verify clean
+.PHONY: report test smoke verify verify-loso render spread bench bench-verify submission clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: $(VENV)/.installed  ## time cold runs and the data path on this machine: 
 bench-verify: $(VENV)/.installed  ## the brief's sections rerun with 2 threads and verified: bench/results.json, then the README
 	-$(PY) bench/verify.py
 	$(PY) reproduce.py --render
+
+submission: $(VENV)/.installed  ## the zip of the brief's section 4.3.3 from report/: needs your name in author.toml
+	$(PY) reproduce.py --submission submission.zip
 
 clean:  ## remove caches and scratch output (keeps .venv, data and checkpoints)
 	rm -rf scratch report-smoke .pytest_cache

@@ -7,6 +7,7 @@
     python reproduce.py --verify --only q1 recompute into a scratch folder and compare
     python reproduce.py --smoke --all      the whole pipeline on tiny sizes, in its own folder
     python reproduce.py --spread --seeds 0,1,2   every number's spread across seeds (verify's tolerances)
+    python reproduce.py --submission submission.zip   the zip the brief's section 4.3.3 asks for
 
 AI-written code (brief, section 4.1.1): this script, like experiments/ and pipeline/, was written by
 an AI coding assistant (Claude, by Anthropic).
@@ -101,6 +102,9 @@ def interrupted(signal_name: str, mode: str, out: Path | None) -> str:
                    "every number in the registry; --verify sets its cross-device tolerances from it.")
 @click.option("--seeds", default="0,1,2", show_default=True, metavar="LIST", help="The seeds of --spread, comma-separated.")
 @click.option("--render", "render_only", is_flag=True, help="Rebuild the PDFs and READMEs from the registry without running anything.")
+@click.option("--submission", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="ZIP",
+              help="Write the zip of the brief's section 4.3.3 (README with name and CSE username, the code, report.pdf) "
+                   "from --out's report; refused while author.toml has no name or the report is stale.")
 @click.option("--smoke", is_flag=True, help="Tiny sizes that run in about a minute, written to report-smoke/ (never report/).")
 @click.option("--force", is_flag=True, help="Rerun the sections asked for even when their cached results are fresh.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="MNIST_DATA_DIR", default=None,
@@ -122,7 +126,7 @@ def interrupted(signal_name: str, mode: str, out: Path | None) -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch in each section, recorded with the results: another count rounds differently, "
                    "so the default does not depend on the machine [default: 1].")
-def cli(run_all, only, list_, verify, spread, seeds, render_only, smoke, force, data_dir, out, checkpoints, device, seed,
+def cli(run_all, only, list_, verify, spread, seeds, render_only, submission, smoke, force, data_dir, out, checkpoints, device, seed,
         jobs, threads):
     """Train every model of the exercise on MNIST, measure every number, draw every figure, and write
     report/report.pdf, report/supplement.pdf, report/companion.pdf, report/README.md and README.md from
@@ -130,12 +134,15 @@ def cli(run_all, only, list_, verify, spread, seeds, render_only, smoke, force, 
     selected = parse_sections(only)
     if run_all and selected:
         raise click.UsageError("--all and --only exclude each other: --all already runs every section")
-    if not (run_all or selected or list_ or verify or spread or render_only):
-        raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify, --spread or --render (see --help)")
+    if submission is not None and (run_all or selected or list_ or verify or spread or render_only):
+        raise click.UsageError("--submission packs the report as it is: give it on its own (with --out, if not report/)")
+    if not (run_all or selected or list_ or verify or spread or render_only or submission):
+        raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify, --spread, --render or "
+                               "--submission (see --help)")
     seed_list = parse_seeds(seeds) if spread else []
     from pipeline.interrupts import Interrupted, interruptible
 
-    mode = "list" if list_ else "verify" if verify else "render" if render_only else "run"
+    mode = "list" if list_ or submission else "verify" if verify else "render" if render_only else "run"
     folder = None
     try:
         with interruptible(), one_line():
@@ -143,6 +150,10 @@ def cli(run_all, only, list_, verify, spread, seeds, render_only, smoke, force, 
                 folder = output_folder(out, smoke)
                 with prepared(folder):
                     return render(folder, jobs or cores())
+            if submission is not None:  # reads the report and the registry only, and writes the zip at the end
+                folder = output_folder(out, smoke)
+                with prepared(folder):
+                    return pack(folder, submission)
             opts = options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, force)
             folder = opts.out
             if list_:
@@ -173,7 +184,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 ONE_LINE_ERRORS = (("experiments.lib.data", "DataError"), ("pipeline.checkpoints", "CheckpointBlocked"),
-                   ("pipeline.registry", "RegistryError"), ("pipeline.typeset", "RenderError"))  # (module, class)
+                   ("pipeline.registry", "RegistryError"), ("pipeline.typeset", "RenderError"),
+                   ("pipeline.submission", "SubmissionError"))  # (module, class)
 
 
 @contextlib.contextmanager
@@ -262,18 +274,25 @@ def execute(opts, selected: list[str], full: bool) -> None:
 
 def render(out: Path, jobs: int) -> None:
     from pipeline import render as rd
-    from pipeline import section_module
     from pipeline.registry import Registry
 
     registry = Registry(out / "results.json").valid_data()
-    # each recorded section under the title it was recorded with (no need to import torch to render)
-    titles = {name: registry["sections"][name]["title"] if name in registry.get("sections", {})
-              else section_module(name).TITLE for name in SECTIONS}
     readme = ROOT / "README.md" if out.resolve() == (ROOT / "report").resolve() else None
-    pages = rd.build(registry, titles, out, readme, jobs=jobs)
+    pages = rd.build(registry, rd.titles(registry), out, readme, jobs=jobs)
     counts = ", ".join(f"{out / f'{name}.pdf'} ({n} page{'s' if n != 1 else ''}"
                        + (f" of {rd.PAGE_BUDGET})" if name == "report" else ")") for name, n in pages.items())
     click.echo(f"wrote {counts}" + (f" and {readme}" if readme else ""), err=True)
+
+
+def pack(out: Path, target: Path) -> int:
+    """The submission zip of ``out``'s report: what went in and its size."""
+    from pipeline.submission import write
+
+    members = write(out, target)
+    for name, size in members:
+        click.echo(f"  {name:56} {size:>10,} bytes")
+    click.echo(f"wrote {target}: {len(members)} files, {target.stat().st_size:,} bytes")
+    return 0
 
 
 def list_sections(opts) -> int:

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Cache keys: a section is fresh when its configuration, code, data, environment and upstream
 sections are what produced its registry entry; otherwise ``stale_reasons`` says which changed.
 """

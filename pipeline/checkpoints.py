@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Section artifacts (model weights and the tensors later sections reuse), checksummed on disk.
 
 A checkpoint is ``<dir>/<section>-<key>.pt`` holding ``{"section", "cache_key", "artifacts"}``; the

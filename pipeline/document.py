@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """One document: registry -> Jinja2 -> HTML -> WeasyPrint PDF, and the READMEs' Markdown.
 
 The templates mirror ``experiments/``: a section's part of the report or the companion is
@@ -51,6 +52,8 @@ SUPPLEMENT_PARTS = ("sup", "q1", "q2", "q3", "q4", "q4conv", "extra")
 TEXT_PARTS = ("derivations", "ai_tools")  # parts of the report that are text about the brief, not a section's results
 DOCUMENTS = {"report": ("report.html.j2", REPORT_PARTS, ""), "supplement": ("supplement.html.j2", SUPPLEMENT_PARTS, "S"),
              "companion": ("companion.html.j2", COMPANION_PARTS, "C")}  # name -> template, parts, figure prefix
+if not set(COMPANION_PARTS) & set(SECTIONS):  # a submission tree, without experiments/courses/ (pipeline/__init__.py)
+    del DOCUMENTS["companion"]
 TEMPLATES_USED = ("style.css", "byline.html.j2", "README.md.j2", "submission_README.md.j2")  # besides DOCUMENTS'
 
 logging.getLogger("weasyprint").setLevel(logging.ERROR)
@@ -267,10 +270,6 @@ def pdf_bytes(html: str, folder: Path, epoch: int, figures: dict | None = None) 
         document = HTML(string=html, base_url=FIGURE_BASE, url_fetcher=FolderFetcher(folder, figures)).render()
         data = document.write_pdf(pdf_identifier=b"vi-mnist-report")
     return data, len(document.pages)
-
-
-DOCUMENTS = {"report": ("report.html.j2", REPORT_PARTS, ""), "supplement": ("supplement.html.j2", SUPPLEMENT_PARTS, "S"),
-             "companion": ("companion.html.j2", COMPANION_PARTS, "C")}  # name -> template, parts, figure prefix
 
 
 def document_pdf(name: str, registry: dict, titles: dict[str, str], out: Path, epoch: int) -> tuple[bytes, int]:

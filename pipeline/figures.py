@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Figures to files: matplotlib figures as deterministic SVG, digit grids as pixel-exact PNG.
 
 SVG: fonts as paths, a fixed hash salt for element ids and no date, so the same figure gives the

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """SIGINT and SIGTERM as an exception, and a critical section in which they wait.
 
 Outside a critical section a signal raises ``Interrupted`` at once, abandoning the section being

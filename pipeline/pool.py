@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Sections computed in worker processes (or in this one with ``--jobs 1``), returning bytes only.
 
 A ``Job`` holds plain values: the section's name and configuration, the data splits as NumPy
@@ -20,10 +21,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import matplotlib
 import torch
 
 from experiments.lib import data as mnist
 from experiments.lib.contract import Context
+from experiments.lib.plotting import STYLE
 from experiments.lib.runtime import Progress, configure_determinism, seed_everything
 
 from . import section_module
@@ -78,6 +81,8 @@ def compute(job: Job, stream: TextIO | None = None) -> Outcome:
     ctx = Context(data=unpack(job.data), device=device, seed=job.seed, smoke=job.smoke,
                   progress=Progress(job.section, stream if stream is not None else _worker_stream),
                   require=upstream.__getitem__)
+    # every section's figures in the report's style, also those of a module that imports no plotting (sup)
+    matplotlib.rcParams.update(STYLE)
     seed_everything(job.seed)
     start = time.perf_counter()
     result = module.run(job.config, ctx)

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """``report/results.json``: every number and figure of every section, with provenance, and the lock
 that gives one run at a time the output folder.
 

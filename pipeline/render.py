@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Registry -> report.pdf, supplement.pdf, companion.pdf and the READMEs: the documents laid out side
 by side in worker processes (``document`` builds one; ``typeset`` prints numbers and math).
 
@@ -14,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import SECTIONS, section_module
 from .document import (DOCUMENTS, PAGE_BUDGET, author, check_templates, document_pdf, iso_date, readme_context,
                        render_markdown)
 from .interrupts import child_of
@@ -36,6 +38,13 @@ def source_date_epoch(registry: dict) -> int:
     return int(dt.datetime.fromisoformat(max(times)).timestamp()) if times else 0
 
 
+def titles(registry: dict) -> dict[str, str]:
+    """Each section, in the report's order, under the title it was recorded with (no torch imported for those)
+    or, without results, its module's."""
+    recorded = registry.get("sections", {})
+    return {name: recorded[name]["title"] if name in recorded else section_module(name).TITLE for name in SECTIONS}
+
+
 LAYOUT_ORDER = ("companion", "supplement", "report")  # the slowest to lay out first (measured), the quickest fills in last
 
 
@@ -50,7 +59,7 @@ def build(registry: dict, titles: dict[str, str], out: Path, readme: Path | None
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with cf.ProcessPoolExecutor(min(jobs, len(DOCUMENTS)), mp_context=context, initializer=child_of,
                                     initargs=(os.getpid(),)) as pool:
-            futures = {name: pool.submit(document_pdf, name, registry, titles, out, epoch) for name in LAYOUT_ORDER}
+            futures = {name: pool.submit(document_pdf, name, registry, titles, out, epoch) for name in LAYOUT_ORDER if name in DOCUMENTS}
             made = {name: future.result() for name, future in futures.items()}
     else:
         made = {name: document_pdf(name, registry, titles, out, epoch) for name in DOCUMENTS}

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Runs sections side by side, reusing fresh ones, and commits each finished section atomically.
 
 A ready queue over the sections' ``REQUIRES``: a section asked for is examined once every section

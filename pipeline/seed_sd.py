@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """The report's error bars: the SD over seeds that ``--spread`` recorded for a number, where it applies.
 
 A spread is used only for an entry computed with the configuration and size it was measured with,

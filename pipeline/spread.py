@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """``--spread``: the spread of every number across seeds, recorded in the registry for ``--verify``.
 
 Another seed changes every random draw (splits, initialisation, batches, noise); another machine

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Numbers, math and fonts for the documents: how a value and a formula are printed.
 
 Math is typeset by ziamath, a pure-Python TeX-to-SVG renderer: unlike matplotlib's mathtext it

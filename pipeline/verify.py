@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """``--verify``: recompute sections in a scratch folder and compare every number with the registry.
 
 The recorded registry (``report/results.json`` by default) is only read. "Same device" means the

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Q1 of the brief (section 3.4): an amortized VAE on the 20,000-image MNIST subset.
 
 Question: train for 30 epochs; plot the loss after each epoch; show ten validation and ten

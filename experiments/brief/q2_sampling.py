@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Q2 of the brief (section 3.4): sampling from the VAE of Q1 as it trains.
 
 Question: sample 10 latents from the prior and pass them through the generators of epochs 1, 5,

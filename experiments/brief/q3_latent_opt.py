@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Q3 of the brief (section 3.4): latent optimization instead of an amortized encoder.
 
 Question: train a generator by variational inference with free q vectors, initialised from

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Q4 of the brief (section 3.4): the log-probability of an image under the amortized VAE.
 
 Question: for each digit take 5 training and 5 test images and compute log p(x) by Eq. 9;

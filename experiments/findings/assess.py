@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Additional findings (brief, section 1: "if you have additional interesting findings"): what the
 Eq. 5 aggregation and the pixel scale do to the VAE, how good each generator's samples are, and how
 Q3's training compares with Q1's.

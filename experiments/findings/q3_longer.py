@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Q3 beside the headline: has latent optimization converged after the brief's 30 epochs?
 
 Question: Q3's training -ELBO is still falling at epoch 30; where does it go with a longer budget?

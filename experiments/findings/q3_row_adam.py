@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Q3 beside the headline: the q vectors moved by an exact per-row Adam (``q3_latent_opt.RowAdam``).
 
 Question: does the answer to Q3 depend on how the brief's "Adam, learning rate 1e-2" is applied to

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Beyond the brief, for Q4: do the log p(x) estimates converge, and how large is the amortization gap?
 
 Question: Eq. 9 with the encoder's q_x and M = 1000 is the brief's log p(x); its importance weights

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Additional findings, model 1: the VAE of Q1 trained on the true ELBO instead of the brief's Eq. 5.
 
 Question: the brief's aggregation weights the KL by beta = 12.25 relative to the true ELBO (see

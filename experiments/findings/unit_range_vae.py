@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Additional findings, model 2: the VAE of Q1 with pixels scaled to [0, 1] instead of [-1, 1].
 
 Question: under the brief's loss, how much does the pixel scale change posterior collapse? Pixels in

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """What an experiment module receives (``Context``) and returns (``Result``).
 
 The pipeline (``pipeline/``) builds the context, calls ``run(cfg, ctx)``, and writes what comes

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """MNIST from its four raw IDX files: integrity check, loading, and the seeded splits.
 
 Splits (the brief's section 2.3 and 3.3):
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from experiments.brief.sup_classification import N_VAL, PER_CLASS, SMOKE_SIZES, draw_splits
 
 # Canonical MD5 sums of the uncompressed raw files, as published with MNIST.
 RAW_MD5 = {
@@ -92,13 +95,13 @@ class Split:
 class SplitSpec:
     """Sizes of the three splits; the brief's are the defaults, ``--smoke`` uses tiny ones."""
 
-    per_class: int = 2000  # training images of each digit (brief, section 2.3: 2,000 x 10)
-    n_val: int = 10000  # validation images, drawn from the rest of the official training set
+    per_class: int = PER_CLASS  # training images of each digit (brief, section 2.3: 2,000 x 10)
+    n_val: int = N_VAL  # validation images, drawn from the rest of the official training set
     n_test: int | None = None  # test images from the official test set; None keeps all 10,000
     n_full: int | None = None  # images of the whole training file (the companion's courses); None keeps all 60,000
 
 
-SMOKE_SPLIT = SplitSpec(per_class=50, n_val=500, n_test=500, n_full=1000)
+SMOKE_SPLIT = SplitSpec(*SMOKE_SIZES, n_full=1000)  # per digit, validation, test: sup_classification.py's --smoke
 
 
 @dataclass(frozen=True)
@@ -112,24 +115,12 @@ class Splits:
 
 
 def make_splits(train_x, train_y, test_x, test_y, seed: int, spec: SplitSpec = SplitSpec()) -> tuple[Split, Split, Split]:
-    """Draw a class-balanced training subset, a disjoint validation set and the test set, fixed by ``seed``."""
-    per_class, n_val = spec.per_class, spec.n_val
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(train_y), generator=g)
-    chosen = torch.cat([perm[train_y[perm] == c][:per_class] for c in range(10)])
-    for c in range(10):
-        if int((train_y[chosen] == c).sum()) != per_class:
-            raise DataError(f"the training file has fewer than {per_class} images of digit {c}")
-    chosen = chosen.sort().values
-    rest = torch.ones(len(train_y), dtype=torch.bool)
-    rest[chosen] = False
-    remaining = perm[rest[perm]]
-    if len(remaining) < n_val:
-        raise DataError(f"the training file has {len(remaining)} images left for validation, {n_val} needed")
-    val_idx = remaining[:n_val].sort().values
-    test_idx = torch.arange(len(test_y))
-    if spec.n_test is not None:
-        test_idx = torch.randperm(len(test_y), generator=g)[:spec.n_test].sort().values
+    """Draw a class-balanced training subset, a disjoint validation set and the test set, fixed by ``seed``
+    (drawn by the course's skeleton, ``sup_classification.draw_splits``, which every section reuses)."""
+    try:
+        chosen, val_idx, test_idx = draw_splits(train_y, len(test_y), seed, spec.per_class, spec.n_val, spec.n_test)
+    except ValueError as err:
+        raise DataError(str(err)) from None
 
     def split(x, y, idx):
         return Split(x[idx].contiguous(), y[idx].long(), idx)

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Training and analysis helpers of the companion's 2-D Bernoulli VAEs (Toronto CSC412/2506 and Stanford STATS305C).
 
 The model is ``mlp_vae.MLPVAE`` with p(z) = N(0, I) in d = 2 dimensions and Bernoulli pixels,

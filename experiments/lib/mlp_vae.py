@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """The companion's fully connected VAE (every course of the companion sets an MLP VAE): one model
 with a choice of prior and of likelihood, its ELBO, importance-sampled log p(x), and its training loop.
 

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Networks: the supervised CNN (section 2) and the VAE's encoder S and generator G (section 3).
 
 Shapes: images (B, 1, 28, 28); latents (B, d). The generator starts with the linear layer from

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Shared plotting: one style for every figure (the report's serif family), and curve panels."""
 from __future__ import annotations
 

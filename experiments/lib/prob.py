@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Probability for every VAE question, written by hand (tested against ``torch.distributions``).
 
 Notation (brief, section 3.1): latent z in R^d, prior p(z) = N(0, I), likelihood

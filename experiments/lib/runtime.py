@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Seeding, devices, determinism and progress: the one place where randomness is set up."""
 from __future__ import annotations
 

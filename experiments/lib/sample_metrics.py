@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """How good are a generator's samples: two measures on the supervised CNN's features, validated on known-bad sets.
 
 Features: the penultimate layer of the section-2 CNN (its hidden ReLU layer, 128 units), a space in

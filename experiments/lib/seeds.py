@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """The seeds a run accepts, in a module without torch: the command line checks --seed before importing it.
 
 Every draw of a run comes from the one seed: a module seeds its own generators with seed + k for

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """The VAE machinery shared by Q1 to Q4 and the additional findings: training, evaluation, restoring.
 
 Loss (brief, Eq. 5 with the aggregation of section 3.2): the squared error averaged over the D
