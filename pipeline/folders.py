@@ -38,7 +38,8 @@ def place_problem(path: Path, what: str, report_itself: bool) -> str | None:
             if p == root / source or root / source in p.parents:
                 return f"{what} {path} is in one of the repository's source folders ({source}/); use a folder under scratch/"
         if root / REPORT in p.parents or (p == root / REPORT and not report_itself):
-            return f"{what} {path} is inside the committed report/ folder; use report/ itself or a folder under scratch/"
+            return (f"{what} {path} is " + ("inside the committed report/ folder; use report/ itself" if report_itself else
+                    "the committed report/ folder or inside it; use the default") + " or a folder under scratch/")
     return None
 
 
