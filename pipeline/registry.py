@@ -179,6 +179,8 @@ def entry_problem(entry: Any) -> str | None:
         return problem
     if not (0 <= entry["wall_time_s"] and SHA256.fullmatch(entry["cache_key"])):
         return "its 'wall_time_s' is negative or its 'cache_key' is not a SHA-256"
+    if not all(isinstance(v, str) for part in ("key_parts", "code_files") for v in entry[part].values()):
+        return "its 'key_parts' or 'code_files' holds something other than hashes"
     try:
         dt.datetime.fromisoformat(entry["finished_at"])
     except ValueError:
