@@ -28,7 +28,6 @@ from pipeline import SECTIONS
 from pipeline.cache import ROOT
 
 EXIT_INTERRUPTED = {2: 130, 15: 143}  # SIGINT, SIGTERM: 128 + signal number
-SOURCES = ("experiments", "pipeline", "templates", "tests", ".git")  # folders no --out may be
 
 
 class OneLineErrors(click.Command):
@@ -202,13 +201,12 @@ def one_line():
 
 
 def output_folder(out: Path | None, smoke: bool) -> Path:
-    """--out, or its default; never the repository or a source folder, and never report/ for --smoke."""
+    """--out, or its default, where pipeline/folders.py allows a run to write (never report/ for --smoke)."""
+    from pipeline.folders import output_problem
+
     out = out if out is not None else ROOT / ("report-smoke" if smoke else "report")
-    if smoke and out.resolve() == (ROOT / "report").resolve():
-        raise click.UsageError("--smoke never writes to report/: its numbers answer nothing; use another --out")
-    if out.resolve() in [ROOT / d for d in ("", *SOURCES)]:
-        raise click.UsageError(f"--out {out} is the repository or one of its source folders, whose README.md it would "
-                               "replace; use report/ (the default) or a folder under scratch/")
+    if problem := output_problem(out, smoke):
+        raise click.UsageError(problem)
     return out
 
 
@@ -220,6 +218,7 @@ def options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, forc
     """Resolve defaults, check the device, fix threads and determinism; creates nothing."""
     from experiments.lib.runtime import DeviceError, configure_determinism, resolve_device
     from pipeline.checkpoints import default_folder
+    from pipeline.folders import checkpoint_problem
     from pipeline.runner import Options
 
     out = output_folder(out, smoke)
@@ -230,6 +229,8 @@ def options(out, checkpoints, data_dir, device, seed, jobs, threads, smoke, forc
     threads = threads or 1
     configure_determinism(threads)
     checkpoints = checkpoints if checkpoints is not None else default_folder(out)
+    if problem := checkpoint_problem(checkpoints):
+        raise click.UsageError(problem)
     return Options(out=out, checkpoints=checkpoints, data_dir=data_dir if data_dir is not None else ROOT / "data",
                    device=dev, seed=seed, threads=threads, smoke=smoke, force=force, jobs=jobs or cores())
 

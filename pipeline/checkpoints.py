@@ -6,12 +6,13 @@ registry entry records its file name and SHA-256, so a missing, truncated or alt
 detected before it is loaded, and one holding another section's artifacts when it is loaded. The
 folder defaults to ``checkpoints/<name>-<hash of the resolved output folder>``, one per output
 folder; it lists in ``.outputs`` the registries that have filed checkpoints in it, and a checkpoint
-any of them points at is never pruned.
+any of them points at is never pruned, nor any file but a checkpoint this package wrote.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, does not match its recorded checksum or holds another section: recompute."""
 
 
+class CheckpointMissing(CheckpointError):
+    """The recorded checkpoint file is absent (a fresh clone): its section's results still stand."""
+
+
 class CheckpointBlocked(RuntimeError):
     """The checkpoint's path is taken by something that is not a file: a one-line error, before any training."""
 
@@ -35,6 +40,23 @@ def default_folder(out: Path) -> Path:
     """checkpoints/<last name>-<12 hex of the resolved output path>: readable, and one per output folder."""
     resolved = Path(out).resolve()
     return ROOT / "checkpoints" / f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}"
+
+
+def file_name(section: str, key: str) -> str:
+    return f"{section}-{key[:16]}.pt"
+
+
+def written_here(path: Path, section: str) -> bool:
+    """Whether ``path`` is a regular file (not a link) holding a checkpoint of ``section`` under the cache key its
+    name carries: one this package wrote, which pruning may delete (a user's file in the folder never is)."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a checkpoint: torch raises RuntimeError, UnpicklingError, EOFError...
+        return False
+    return (isinstance(saved, dict) and saved.get("section") == section and isinstance(saved.get("cache_key"), str)
+            and path.name == file_name(section, saved["cache_key"]))
 
 
 class CheckpointStore:
@@ -47,7 +69,7 @@ class CheckpointStore:
         buffer = io.BytesIO()
         torch.save({"section": section, "cache_key": key, "artifacts": artifacts}, buffer)
         payload = buffer.getvalue()
-        return payload, {"file": f"{section}-{key[:16]}.pt", "sha256": hashlib.sha256(payload).hexdigest()}
+        return payload, {"file": file_name(section, key), "sha256": hashlib.sha256(payload).hexdigest()}
 
     def owners(self) -> list[Path]:
         path = self.folder / OWNERS
@@ -71,7 +93,7 @@ class CheckpointStore:
             keep |= {e["checkpoint"].get("file") for e in entries
                      if isinstance(e, dict) and isinstance(e.get("checkpoint"), dict)}
         for old in self.folder.glob(f"{section}-*.pt"):
-            if old.name not in keep:
+            if old.name not in keep and written_here(old, section):
                 old.unlink(missing_ok=True)
 
     def check(self, record: dict[str, str] | None) -> bytes:
@@ -83,7 +105,7 @@ class CheckpointStore:
             raise CheckpointBlocked(f"checkpoint {path} is a {'folder' if path.is_dir() else 'special file'}, "
                                     "not a file: move it away and rerun")
         if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} is missing")
+            raise CheckpointMissing(f"checkpoint {path} is missing")
         payload = path.read_bytes()
         if hashlib.sha256(payload).hexdigest() != record["sha256"]:
             raise CheckpointError(f"checkpoint {path} is corrupt (SHA-256 mismatch)")

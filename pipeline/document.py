@@ -31,11 +31,10 @@ from markupsafe import Markup, escape
 from weasyprint import HTML
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
-from . import MODULES, SECTIONS
+from . import MODULES, SECTIONS, tolerance
 from .cache import ROOT
 from .seed_sd import VERDICT_SDS, combined, seed_sd, seed_values
-from .typeset import RenderError, displaymath, format_number, math, num, pct, seeds_apart
-from . import tolerance
+from .typeset import RenderError, displaymath, format_number, format_percent, math, num, pct, seeds_apart
 
 TEMPLATES = ROOT / "templates"
 AUTHOR_FILE = ROOT / "author.toml"
@@ -176,7 +175,7 @@ def _environment(folder: Path, markdown: bool) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined,
                              autoescape=not markdown, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(num=(lambda x, d=2: format_number(x, d)) if markdown else num,
-                       pct=(lambda x, d=2: format_number(100 * x, d) + "%") if markdown else pct,
+                       pct=format_percent if markdown else pct,
                        # filters that take the context are never run while compiling: math is typeset when a
                        # document is rendered, in its worker, not in the process that checks the templates
                        math=jinja2.pass_context(lambda _, tex: math(tex)),

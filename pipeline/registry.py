@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +30,7 @@ LOCK_FILE = ".lock"  # in the output folder (and the checkpoint folder): held by
 SHA256 = re.compile(r"[0-9a-f]{64}")
 FIGURE_FILE = re.compile(r"figures/[A-Za-z0-9_.-]+\.(svg|png)")
 CHECKPOINT_FILE = re.compile(r"[A-Za-z0-9_.-]+\.pt")
+LONGEST_TEXT = 300  # characters of any string in the registry (the longest the pipeline writes has about 80)
 
 
 class RegistryError(RuntimeError):
@@ -63,8 +67,11 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def remove_temporaries(folder: Path) -> list[Path]:
-    """Delete what a killed ``atomic_write`` left in the folder and its subfolders (call under the lock)."""
-    leftovers = [p for pattern in (".*.tmp", "*/.*.tmp") for p in Path(folder).glob(pattern) if p.is_file()]
+    """Delete what a killed ``atomic_write`` left in the folder and its subfolders (call under the lock); a
+    symbolic link is never followed, so nothing outside the folder is touched."""
+    leftovers = []
+    for place in [Path(folder), *(p for p in Path(folder).iterdir() if p.is_dir() and not p.is_symlink())]:
+        leftovers += [p for p in place.glob(".*.tmp") if stat.S_ISREG(p.lstat().st_mode)]
     for path in leftovers:
         path.unlink(missing_ok=True)
     return leftovers
@@ -73,11 +80,19 @@ def remove_temporaries(folder: Path) -> list[Path]:
 @contextlib.contextmanager
 def locked(folder: Path, say: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (flock on ``folder/.lock``) for the block; a second run waits
-    for it with a message, then removes the temporary files an interrupted write left behind."""
+    for it with a message, then removes the temporary files an interrupted write left behind. A ``.lock``
+    that is a symbolic link or not a regular file is an error (never followed, never created elsewhere)."""
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
     path = Path(folder) / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
     try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, file_mode())
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise RegistryError(f"{path} is a symbolic link; the lock is a file of the folder itself: remove the link") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RegistryError(f"{path} is not a regular file; remove it and rerun")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -103,19 +118,70 @@ def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
+def encodable(value: Any) -> bool:
+    """Whether ``dumps`` can write the value (no infinity or NaN)."""
+    try:
+        dumps(value)
+    except ValueError:
+        return False
+    return True
+
+
 def sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def value_problem(value: Any, where: str) -> str | None:
+    """Why a JSON value cannot be used (None when it can): a number that is not finite (JSON's 1e400 reads as
+    infinity), an integer beyond a float, a string longer than LONGEST_TEXT. ``where`` names it, never
+    its contents, so the message stays one short line."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        items = ()
+    for key, item in items:
+        if len(key) > LONGEST_TEXT:
+            return f"{where} has a key of {len(key)} characters"
+        if (problem := value_problem(item, f"{where}.{key}"[:80])):
+            return problem
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is not a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2 ** 1023:
+        return f"{where} is beyond the range of a float"
+    if isinstance(value, str) and len(value) > LONGEST_TEXT:
+        return f"{where} is a text of {len(value)} characters"
+    return None
+
+
+def values_problem(entry: dict) -> str | None:
+    """Why an entry's values cannot be used (``value_problem``)."""
+    for key, value in entry.items():
+        if problem := value_problem(value, key):
+            return f"its {problem}"
+    return None
+
+
 def entry_problem(entry: Any) -> str | None:
-    """Why a registry entry cannot be used (None when it has the shape CONTRIBUTING.md describes)."""
+    """Why a registry entry cannot be used (None when it has the shape CONTRIBUTING.md describes and its
+    values are finite numbers and short texts)."""
     if not isinstance(entry, dict):
         return f"the entry is a {type(entry).__name__}, not an object"
     for key, kind in (("metrics", dict), ("figures", dict), ("key_parts", dict), ("code_files", dict),
                       ("cache_key", str), ("title", str), ("finished_at", str), ("wall_time_s", (int, float))):
-        if not isinstance(entry.get(key), kind):
+        if not isinstance(entry.get(key), kind) or (kind != str and isinstance(entry[key], bool)):
             return f"its {key!r} is missing or of the wrong type"
+    for key in ("config", "env", "provenance"):
+        if key in entry and not isinstance(entry[key], dict):
+            return f"its {key!r} is not an object"
+    if problem := values_problem(entry):
+        return problem
+    if not (0 <= entry["wall_time_s"] and SHA256.fullmatch(entry["cache_key"])):
+        return "its 'wall_time_s' is negative or its 'cache_key' is not a SHA-256"
+    if not all(isinstance(v, str) for part in ("key_parts", "code_files") for v in entry[part].values()):
+        return "its 'key_parts' or 'code_files' holds something other than hashes"
     try:
         dt.datetime.fromisoformat(entry["finished_at"])
     except ValueError:
@@ -145,11 +211,24 @@ def read(path: Path) -> dict[str, Any]:
         raise ValueError(f"{name} is not a number JSON allows")
 
     try:
-        loaded = json.loads(path.read_bytes(), parse_constant=no_constants)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there must not block the read
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError("not a regular file")
+            payload = f.read()
+        loaded = json.loads(payload, parse_constant=no_constants)
         if not isinstance(loaded, dict) or not isinstance(loaded.get("sections"), dict):
             raise ValueError("no 'sections' object")
         if not all(isinstance(loaded.get(key, {}), dict) for key in ("provenance", "full_run")):
             raise ValueError("'provenance' or 'full_run' is not an object")
+        if not isinstance(loaded.get("spread", {}), dict):
+            raise ValueError("'spread' is not an object")
+        for key, value in loaded.items():
+            if key != "sections" and (problem := value_problem(value, key)):
+                raise ValueError(f"its {problem}")
+    except RecursionError:
+        raise RegistryError(f"{path} is corrupt (nested too deeply); restore it with `git checkout -- {path}` "
+                            "or move it away to start a new registry") from None
     except OSError as err:
         raise RegistryError(f"cannot read {path} ({err.strerror or err}): it must be a readable file; "
                             "move it away to start a new registry") from None
@@ -211,8 +290,13 @@ class Registry:
 
     def prepare(self, name: str, entry: dict[str, Any], provenance: dict[str, Any]) -> tuple[dict, bytes]:
         """The registry with one section's entry and the provenance replaced, and its bytes; writes
-        nothing, so a value JSON cannot hold (NaN) fails before any file of the section is touched."""
-        data = {**self.data, "provenance": provenance, "sections": {**self.data["sections"], name: entry}}
+        nothing, so a value JSON cannot hold (NaN) fails before any file of the section is touched. An
+        unusable entry of another section is kept unless it holds such a value (a hand-written 1e400 reads
+        as infinity), which JSON cannot write back: that one is dropped."""
+        if problem := values_problem(entry):
+            raise ValueError(f"section {name}'s results cannot be recorded: {problem}")
+        kept = {n: e for n, e in self.data["sections"].items() if n not in self.invalid or encodable(e)}
+        data = {**self.data, "provenance": provenance, "sections": {**kept, name: entry}}
         return data, dumps(data)
 
     def write(self, data: dict[str, Any], payload: bytes) -> None:

@@ -29,7 +29,7 @@ from experiments.lib import data as mnist
 
 from . import MODULES, SECTIONS, section_module  # noqa: F401  (re-exported: the sections and their order)
 from .cache import ROOT, CacheKey, code_files, jsonable_config, make_key, stale_reasons
-from .checkpoints import CheckpointError, CheckpointStore
+from .checkpoints import CheckpointError, CheckpointMissing, CheckpointStore
 from .interrupts import critical
 from .pool import Inline, Job, Outcome, Pool, pack
 from .registry import Registry, atomic_write
@@ -128,21 +128,31 @@ class Runner:
 
     def status(self, name: str) -> list[str]:
         """Why ``name`` must be rerun, in words; empty when its results, figures and checkpoint are fresh
-        (the checkpoint read back: its checksum, section and cache key)."""
+        (the checkpoint read back: its checksum, section and cache key). A checkpoint that is absent (a fresh
+        clone) leaves the results fresh: the weights are recomputed only when a stale section needs them."""
         entry = self.registry.entry(name)
         reasons = self.registry.problems(name) or stale_reasons(entry, self.key(name), self.env)
         if not reasons and entry.get("checkpoint"):
             try:
                 self.store.load(entry, name, torch.device("cpu"))
+            except CheckpointMissing:
+                pass
             except CheckpointError as err:
                 reasons = [str(err)]
         return reasons
+
+    def weightless(self, name: str) -> str | None:
+        """The path of ``name``'s recorded checkpoint when that file is absent (None when it is there or none is kept)."""
+        record = (self.registry.entry(name) or {}).get("checkpoint")
+        path = self.store.folder / record["file"] if record else None
+        return str(path) if path is not None and not path.exists() else None
 
     def run(self, selected: list[str]) -> None:
         """Bring the selected sections up to date, computing up to ``jobs`` of them at a time."""
         self._wanted = {name: None for name in SECTIONS if name in selected}  # section -> the section needing it
         self._state: dict[str, str] = {}  # section -> "stale" (decided, waiting), "running" or "done"
         self._why: dict[str, list[str]] = {}
+        self._reused: set[str] = set()  # sections found fresh and not computed
         pool = Pool(self.opts.jobs, self.opts.threads, self.stream) if self.opts.jobs > 1 else Inline(self.stream)
         running: dict[cf.Future, tuple[str, CacheKey]] = {}
         failure: BaseException | None = None
@@ -189,14 +199,30 @@ class Runner:
                 changed = True
                 reasons = self.status(name)
                 needed_by = self._wanted[name]
+                if not reasons and needed_by is not None and (path := self.weightless(name)):
+                    reasons = [f"its checkpoint {path} is missing"]
                 if not reasons and not (self.opts.force and needed_by is None):
                     self.say(name, "fresh: results reused" + ("" if needed_by else " (--force reruns it)"))
                     self._state[name] = "done"
+                    self._reused.add(name)
                     continue
                 self.splits()  # a data error surfaces before anything is announced
                 self._state[name], self._why[name] = "stale", reasons
                 for upstream in requires:
                     self._wanted.setdefault(upstream, name)
+                    if upstream in self._reused and self.weightless(upstream):
+                        self.reopen(upstream, name)
+
+    def reopen(self, name: str, needed_by: str) -> None:
+        """Examine again a section reused without its checkpoint, which ``needed_by`` (stale) needs, and every
+        section reused on the strength of its checkpoint, directly or not: their turn comes once it is recomputed."""
+        self._wanted[name] = needed_by
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            self._reused.discard(current)
+            del self._state[current]
+            todo += [n for n in self._reused if current in section_module(n).REQUIRES and n not in todo]
 
     def ready(self) -> list[str]:
         """Stale sections whose upstream sections are all done: in the report's order with one job; with

@@ -32,12 +32,25 @@ class RenderError(RuntimeError):
 
 
 # ---------------------------------------------------------------- numbers and math
+def finite(x: float) -> float:
+    """``x`` when it is a finite number (not a boolean, null or text); RenderError in one short line otherwise."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not -float("inf") < x < float("inf"):
+        what = repr(x) if isinstance(x, (int, float)) or x is None else f"a {type(x).__name__}"
+        raise RenderError(f"a number was expected where the registry holds {what[:40]}: an entry was edited; "
+                          "rerun its section with --only SECTION --force")
+    return x
+
+
 def format_number(x: float, digits: int = 2) -> str:
     """Fixed decimals, thousands grouped from 10,000 up, a true minus sign."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise RenderError(f"not a number: {x!r}")
+    x = finite(x)
     text = f"{x:,.{digits}f}" if abs(x) >= 10000 else f"{x:.{digits}f}"
     return text.replace("-", "\u2212")
+
+
+def format_percent(x: float, digits: int = 2) -> str:
+    """A fraction as a percentage: 0.5 -> 50.00%."""
+    return format_number(100 * finite(x), digits) + "%"
 
 
 def num(x: float, digits: int = 2) -> Markup:
@@ -46,7 +59,7 @@ def num(x: float, digits: int = 2) -> Markup:
 
 def pct(x: float, digits: int = 2) -> Markup:
     """A fraction printed as a percentage."""
-    return Markup(f'<span class="n pct">{format_number(100 * x, digits)}%</span>')
+    return Markup(f'<span class="n pct">{format_percent(x, digits)}</span>')
 
 
 @functools.lru_cache(maxsize=None)

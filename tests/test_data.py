@@ -98,3 +98,40 @@ def test_binarize_thresholds_at_half_and_keeps_the_shape():
     """binarize maps pixel values above 127.5 to 1 and the rest to 0, shape unchanged."""
     x = torch.tensor([[[0, 127, 128, 255]]], dtype=torch.uint8)
     assert torch.equal(mnist.binarize(x), torch.tensor([[[0.0, 0.0, 1.0, 1.0]]]))
+
+
+def test_processed_files_beside_the_raw_ones_are_never_read(tiny_data, tmp_path):
+    """With old torchvision's processed/training.pt and test.pt present (inverted, labels shifted), the splits
+    hold the raw files' images and labels, whose MD5s were checked."""
+    root = copy_tree(tiny_data, tmp_path)
+    raw = root / "MNIST" / "raw"
+    # the files' values after their 16-byte (images) or 8-byte (labels) headers
+    arrays = [torch.tensor(bytearray((raw / name).read_bytes()[16 if "images" in name else 8:]), dtype=torch.uint8)
+              for name in mnist.RAW_MD5]
+    arrays = [a.view(-1, 28, 28) if i % 2 == 0 else a for i, a in enumerate(arrays)]
+    (root / "MNIST" / "processed").mkdir()
+    for file, (x, y) in (("training.pt", arrays[:2]), ("test.pt", arrays[2:])):
+        torch.save((255 - x, (y.long() + 1) % 10), root / "MNIST" / "processed" / file)
+    s = mnist.load_splits(root, seed=0, spec=mnist.SMOKE_SPLIT, download=False)
+    assert torch.equal(s.train.x, arrays[0][s.train.index]) and torch.equal(s.train.y, arrays[1][s.train.index].long())
+    assert torch.equal(s.test.x, arrays[2][s.test.index]) and torch.equal(s.test.y, arrays[3][s.test.index].long())
+
+
+def test_real_files_load_byte_for_byte_as_torchvision_reads_them(real_data):
+    """The raw files parsed here give the tensors torchvision's MNIST gives: same bytes, dtypes and shapes."""
+    from torchvision.datasets import MNIST
+
+    s = mnist.load_splits(real_data, seed=0, spec=mnist.SplitSpec(n_full=None), download=False)
+    official = MNIST(root=str(real_data), train=True, download=False)
+    test = MNIST(root=str(real_data), train=False, download=False)
+    assert s.full_train.x.dtype == official.data.dtype and torch.equal(s.full_train.x, official.data)
+    assert s.full_train.y.dtype == official.targets.dtype and torch.equal(s.full_train.y, official.targets)
+    assert torch.equal(s.test.x, test.data) and torch.equal(s.test.y, test.targets)
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00\x00\x0d\x01\x00\x00\x00\x01abcd", b"\x00\x00\x08\x01\x00\x00\x00\x05ab"])
+def test_a_file_that_is_not_idx_of_its_stated_size_is_one_line(payload):
+    """A payload with a foreign type byte, no header, or fewer values than its header says is a one-line DataError."""
+    with pytest.raises(mnist.DataError) as err:
+        mnist.parse_idx(payload, "train-labels-idx1-ubyte")
+    assert "\n" not in str(err.value) and "train-labels-idx1-ubyte" in str(err.value)

@@ -42,7 +42,7 @@ def variant(cfg: Config) -> q1_vae.Config:
 
 
 def run(cfg: Config, ctx: Context) -> Result:
-    model = vae.fit_alone(variant(cfg), ctx)
+    model, epoch_s = vae.fit_alone(variant(cfg), ctx)
     return Result({"kl_weight": model["loss"]["kl_weight"], "final_loss": model["train_loss_running"][-1], "beta": cfg.beta,
-                   "train_loss_running": model["train_loss_running"], "timing": {"epoch_s": model["epoch_s"]}},
+                   "train_loss_running": model["train_loss_running"], "timing": {"epoch_s": epoch_s}},
                   {}, model)

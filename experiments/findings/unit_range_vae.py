@@ -36,6 +36,6 @@ TOLERANCES: dict = {}
 
 def run(cfg: Config, ctx: Context) -> Result:
     base = cfg.model
-    model = vae.fit_alone(dataclasses.replace(base, pixel_range=cfg.pixel_range, snapshot_epochs=()), ctx)
+    model, epoch_s = vae.fit_alone(dataclasses.replace(base, pixel_range=cfg.pixel_range, snapshot_epochs=()), ctx)
     return Result({"kl_weight": model["loss"]["kl_weight"], "final_loss": model["train_loss_running"][-1], "train_loss_running": model["train_loss_running"],
-                   "timing": {"epoch_s": model["epoch_s"]}}, {}, model)
+                   "timing": {"epoch_s": epoch_s}}, {}, model)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,32 +29,53 @@ RAW_MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 DATA_ENV = "MNIST_DATA_DIR"
+MAX_RAW_BYTES = 64 << 20  # the largest raw file (training images) has 47,040,016 bytes
 
 
 class DataError(RuntimeError):
     """The data set is missing, unreadable or altered; the message is one line and says what to do."""
 
 
-def md5(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
-
-
-def verify_raw(root: Path) -> dict[str, str]:
-    """Check the four raw files under ``root/MNIST/raw`` against ``RAW_MD5``; return the sums."""
+def read_raw(root: Path) -> dict[str, bytes]:
+    """The four raw files under ``root/MNIST/raw``, each read once and checked against ``RAW_MD5``: the bytes
+    checked are the bytes parsed, so nothing else under ``root`` (such as the ``processed/`` files old
+    torchvision versions wrote) can stand in for them."""
     raw = Path(root) / "MNIST" / "raw"
-    sums = {}
+    payloads = {}
     for name, want in RAW_MD5.items():
         path = raw / name
         not_a_file(path)
         if not path.is_file():
             raise DataError(f"{path} is missing; put the MNIST raw files there or pass --data-dir / set {DATA_ENV}")
-        got = md5(path)
+        with open(path, "rb") as f:
+            payload = f.read(MAX_RAW_BYTES + 1)
+        got = hashlib.md5(payload).hexdigest()
         if got != want:
-            raise DataError(f"{path} has MD5 {got}, expected {want}: the file is truncated or altered; "
+            size = f"over {MAX_RAW_BYTES} bytes" if len(payload) > MAX_RAW_BYTES else f"MD5 {got}"
+            raise DataError(f"{path} has {size}, expected MD5 {want}: the file is truncated or altered; "
                             "delete it and rerun to download it again")
-        sums[name] = got
-    return sums
+        payloads[name] = payload
+    return payloads
+
+
+def verify_raw(root: Path) -> dict[str, str]:
+    """Check the four raw files under ``root/MNIST/raw`` against ``RAW_MD5``; return the sums."""
+    read_raw(root)
+    return dict(RAW_MD5)
+
+
+def parse_idx(payload: bytes, name: str) -> torch.Tensor:
+    """An IDX file's uint8 array (LeCun's format): two zero bytes, the type byte 0x08 (unsigned byte), the
+    number of dimensions n, then n big-endian uint32 sizes, then the values in row-major order."""
+    n = payload[3] if len(payload) >= 4 else 0
+    header = 4 + 4 * n
+    if len(payload) < header or payload[:3] != b"\x00\x00\x08" or n not in (1, 3):
+        raise DataError(f"{name} is not an IDX file of unsigned bytes; delete it and rerun to download it again")
+    shape = struct.unpack(f">{n}I", payload[4:header])
+    if len(payload) - header != math.prod(shape):
+        raise DataError(f"{name} holds {len(payload) - header} values, its header says {math.prod(shape)}; "
+                        "delete it and rerun to download it again")
+    return torch.frombuffer(bytearray(payload), dtype=torch.uint8, offset=header).view(*shape)
 
 
 def not_a_file(path: Path) -> None:
@@ -129,21 +152,21 @@ def make_splits(train_x, train_y, test_x, test_y, seed: int, spec: SplitSpec = S
 
 
 def load_splits(root: Path, seed: int, spec: SplitSpec = SplitSpec(), download: bool = True) -> Splits:
-    """Fetch if needed, verify MD5s, load through torchvision's ``MNIST`` and split."""
-    from torchvision.datasets import MNIST
-
-    root = Path(root)
+    """Fetch if needed, read the raw files (checked against their MD5s) and split."""
     if download:
         fetch(root)
-    sums = verify_raw(root)
-    try:
-        official = [MNIST(root=str(root), train=t, download=False) for t in (True, False)]
-    except Exception as err:
-        raise DataError(f"torchvision could not read MNIST under {root} ({err}); delete the raw files and rerun") from None
-    arrays = [a for ds in official for a in (ds.data, ds.targets)]
-    train, val, test = make_splits(*arrays, seed=seed, spec=spec)
-    full = torch.arange(len(arrays[1]) if spec.n_full is None else min(spec.n_full, len(arrays[1])))
-    return Splits(train, val, test, sums, spec, Split(arrays[0][full].contiguous(), arrays[1][full].long(), full))
+    payloads = read_raw(root)
+    train_x, train_y, test_x, test_y = (parse_idx(payloads[name], name) for name in (
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    # labels as int64, images as uint8 (N, 28, 28): what torchvision's MNIST gives for the same files
+    train_y, test_y = train_y.long(), test_y.long()
+    for x, y, name in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
+        if x.dim() != 3 or x.shape[1:] != (28, 28) or y.dim() != 1 or len(x) != len(y):
+            raise DataError(f"the {name} images {tuple(x.shape)} and labels {tuple(y.shape)} do not match; "
+                            "delete the raw files and rerun to download them again")
+    train, val, test = make_splits(train_x, train_y, test_x, test_y, seed=seed, spec=spec)
+    full = torch.arange(len(train_y) if spec.n_full is None else min(spec.n_full, len(train_y)))
+    return Splits(train, val, test, dict(RAW_MD5), spec, Split(train_x[full].contiguous(), train_y[full], full))
 
 
 def to_float(x: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torch.Tensor:

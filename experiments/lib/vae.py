@@ -196,14 +196,15 @@ def fit(cfg, ctx, x_train: torch.Tensor, evals: dict[str, torch.Tensor], shown: 
     return Fit(history, snapshots, enc, dec, epoch_s)
 
 
-def fit_alone(cfg, ctx) -> dict:
+def fit_alone(cfg, ctx) -> tuple[dict, list[float]]:
     """Train a VAE under ``cfg`` (a ``q1_vae.Config``) on the training split with no per-epoch evaluation;
-    its artifacts in the form of Q1's checkpoint (``restore`` reads them) and its epoch times."""
+    its artifacts in the form of Q1's checkpoint (``restore`` reads them), which hold only what was computed
+    (so equal weights give equal checkpoint bytes), and its epoch times in seconds, for the metrics."""
     x = to_float(ctx.data.train.x, *cfg.pixel_range).to(ctx.device)
     result = fit(cfg, ctx, x, {}, {})
-    return {"arch": arch(cfg), "loss": {"sigma_p": cfg.sigma_p, "kl_weight": cfg.kl_weight},
-            "encoder": result.encoder.state_dict(), "decoder": result.decoder.state_dict(),
-            "train_loss_running": result.history["train_loss_running"], "epoch_s": result.epoch_s}
+    return ({"arch": arch(cfg), "loss": {"sigma_p": cfg.sigma_p, "kl_weight": cfg.kl_weight},
+             "encoder": result.encoder.state_dict(), "decoder": result.decoder.state_dict(),
+             "train_loss_running": result.history["train_loss_running"]}, result.epoch_s)
 
 
 def restore(state: dict, device: torch.device) -> tuple[Encoder, Decoder]:
