@@ -31,6 +31,8 @@ MODULES = {
     "dtu_gauss": "experiments.courses.dtu.gaussian_decoder",
     "ein_vae": "experiments.courses.eindhoven.mixture_vae",
     "stan_vae": "experiments.courses.stanford.vae",
+    "stan_gd": "experiments.courses.stanford.gradient_descent",
+    "stan_nn": "experiments.courses.stanford.classifier",
 }
 SECTIONS = tuple(MODULES)
 
