@@ -99,8 +99,11 @@ def overlap(z_test: torch.Tensor, y_test: torch.Tensor, z_ref: torch.Tensor, y_r
     spearman = torch.corrcoef(torch.stack([rc, rs]))[0, 1].item()
     top = [{"pair": [int(i[o]), int(j[o])], "confusion": pair_conf[o].item(), "cosine": pair_cos[o].item(),
             "cosine_rank": int(45 - rs[o].item())} for o in order[:3]]
+    apart = int(rate.diag().argmax())
     return {"accuracy": (pred == y_test).float().mean().item(), "per_digit_accuracy": rate.diag().tolist(),
-            "apart": int(rate.diag().argmax()), "most_overlapping": int(rate.diag().argmin()),
+            "apart": apart, "most_overlapping": int(rate.diag().argmin()),
+            # the pixel cosine of the most separated digit's mean image with each other digit's, averaged
+            "apart_cosine_mean": ((cosine[apart].sum() - 1) / 9).item(),
             "top_pairs": top, "spearman": spearman, "cosine_mean": pair_cos.mean().item()}
 
 
