@@ -156,8 +156,8 @@ def run(cfg: Config, ctx: Context) -> Result:
         boxes = [support_box(grid_points, log_post_coarse[i], cfg.support, tv.grid_step),
                  gaussian_box(mean[i], logvar[i], cfg.window_sd), gaussian_box(svi_mean[i], svi_logvar[i], cfg.window_sd)]
         points, log_post, log_p, _ = posterior_on_window(model, x[i:i + 1], boxes, cfg)
-        # the posterior's density at q's mean against its peak (a q between two modes sits where it is low)
-        at_q = latent2d.grid_log_joint(model, x[i:i + 1], mean[i:i + 1])[0, 0] - log_p - log_post.max()
+        # log of the posterior's density at q's mean (and at SVI's) over its peak: low for a q between two modes
+        at_q, at_svi = latent2d.grid_log_joint(model, x[i:i + 1], torch.stack([mean[i], svi_mean[i]]))[0] - log_p - log_post.max()
         elbos = [elbo_of(model, x[i:i + 1], mu, lv, cfg, gen) for mu, lv in ((mean[i], logvar[i]), (svi_mean[i], svi_logvar[i]))]
         rows.append({"image": shown[i] + 1, "digit": int(y[i]), "log_p": log_p.item(), "elbo_enc": elbos[0], "elbo_svi": elbos[1],
                      "kl_enc": grid_kl(points, log_post, mean[i], logvar[i]),
@@ -165,7 +165,7 @@ def run(cfg: Config, ctx: Context) -> Result:
                      "kl_enc_check": log_p.item() - elbos[0], "kl_svi_check": log_p.item() - elbos[1],
                      "amortization_gap": elbos[1] - elbos[0], "q_sd": (0.5 * logvar[i]).exp().tolist(),
                      "post_sd": post_sd[i].tolist(), "modes": modes(log_post, cfg.window_points, cfg.mode_floor),
-                     "density_at_q_mean": at_q.exp().item(),
+                     "log_density_at_q_mean": at_q.item(), "log_density_at_svi_mean": at_svi.item(),
                      "window": [points.min(0).values.tolist(), points.max(0).values.tolist()]})
         ax = axes[i]
         contour(ax, points, cfg.window_points, log_post, "black", "solid", "p(z|x)")
