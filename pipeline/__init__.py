@@ -32,6 +32,8 @@ MODULES = {
     "dtu_gauss": "experiments.courses.dtu.gaussian_decoder",
     "ein_vae": "experiments.courses.eindhoven.mixture_vae",
     "stan_vae": "experiments.courses.stanford.vae",
+    "stan_gd": "experiments.courses.stanford.gradient_descent",
+    "stan_nn": "experiments.courses.stanford.classifier",
 }
 # The submission zip (pipeline/submission.py) leaves the companion's folder experiments/courses/ out: in that
 # tree the courses' sections do not exist, and neither does the companion (pipeline/document.py: DOCUMENTS).

@@ -34,7 +34,7 @@ from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherRespons
 from . import MODULES, SECTIONS, tolerance
 from .cache import ROOT
 from .seed_sd import VERDICT_SDS, combined, seed_sd, seed_values
-from .typeset import RenderError, displaymath, format_number, format_percent, math, num, pct, seeds_apart
+from .typeset import RenderError, displaymath, format_number, format_percent, math, num, pct, sci, seeds_apart
 
 TEMPLATES = ROOT / "templates"
 AUTHOR_FILE = ROOT / "author.toml"
@@ -43,7 +43,7 @@ FIGURE_BASE = "https://report.invalid/"  # figures/... resolve against this, ser
 REPORT_PARTS = ("sup", "derivations", "q1", "q2", "q3", "q4", "extra", "ai_tools")
 # the companion (report/companion.pdf): what four other courses ask of the same VAE (Toronto, DTU, Eindhoven, Stanford),
 # each part a section rendered by its course's template, course by course
-COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss", "ein_vae", "stan_vae")
+COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss", "ein_vae", "stan_vae", "stan_gd", "stan_nn")
 # its opening table: one partial templates/courses/<course>/map.html.j2 of rows per course, in this order
 COMPANION_COURSES = {"toronto": "Toronto CSC412/2506", "dtu": "DTU 02460", "eindhoven": "Eindhoven 2AMU20",
                      "stanford": "Stanford STATS305C"}
@@ -176,6 +176,7 @@ def _environment(folder: Path, markdown: bool) -> jinja2.Environment:
                              autoescape=not markdown, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(num=(lambda x, d=2: format_number(x, d)) if markdown else num,
                        pct=format_percent if markdown else pct,
+                       sci=(lambda x, d=1: f"{x:.{d}e}") if markdown else sci,
                        # filters that take the context are never run while compiling: math is typeset when a
                        # document is rendered, in its worker, not in the process that checks the templates
                        math=jinja2.pass_context(lambda _, tex: math(tex)),

@@ -57,6 +57,14 @@ def num(x: float, digits: int = 2) -> Markup:
     return Markup(f'<span class="n">{format_number(x, digits)}</span>')
 
 
+def sci(x: float, digits: int = 1) -> Markup:
+    """A number in scientific notation, "1.5 × 10<sup>−15</sup>" (0 printed as 0), for values spanning many orders."""
+    if x == 0:
+        return num(0, 0)
+    mantissa, exponent = f"{x:.{digits}e}".split("e")
+    return Markup(f'<span class="n">{format_number(float(mantissa), digits)}&#8239;&times;&#8239;10<sup>{format_number(int(exponent), 0)}</sup></span>')
+
+
 def pct(x: float, digits: int = 2) -> Markup:
     """A fraction printed as a percentage."""
     return Markup(f'<span class="n pct">{format_percent(x, digits)}</span>')

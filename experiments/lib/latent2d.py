@@ -81,9 +81,13 @@ def scatter_by_digit(ax, z: np.ndarray, labels: np.ndarray, title: str) -> None:
     ax.legend(markerscale=6, frameon=False, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5), handletextpad=0.1)
 
 
-def latent_figure(z: torch.Tensor, labels: torch.Tensor, title: str):
+def latent_figure(z: torch.Tensor, labels: torch.Tensor, title: str, box: dict | None = None):
+    """The scatter of ``scatter_by_digit``; with ``box`` ({"low": (2,), "high": (2,)}) its rectangle drawn over it."""
     fig, (ax,) = new_figure(1, 3.4, 2.9)
     scatter_by_digit(ax, z.numpy(), labels.numpy(), title)
+    if box is not None:
+        (x0, y0), (x1, y1) = box["low"], box["high"]
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="black", linewidth=0.6, linestyle="--")
     return fig
 
 

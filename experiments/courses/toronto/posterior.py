@@ -7,7 +7,8 @@ p(z | x_top) from the top 14 rows' likelihood, a Gaussian fitted to it by stocha
 inference (Adam on the ELBO, no encoder), and completions of the bottom half.
 
 Method: tor_vae's decoder and encoder. Each posterior is first found on tor_vae's grid, then
-evaluated on a finer local grid (``window_points``^2 points) around it and q, where
+evaluated on a finer local grid (``window_points``^2 points) over the region holding its mass and q's
+(zoomed per image, each axis with its own spacing; the figure's panels show these windows), where
 KL(q || p(z|x)) = sum_g q_g (log q_g - log p(z_g|x)) with q_g the grid-normalised q. Its check:
 the identity log p(x) - ELBO = KL(q || p(z|x)), with the ELBO from ``elbo_samples`` draws. SVI
 (``latent2d.svi``) also refits each full image's Gaussian from the encoder's, so that the gap between
@@ -42,8 +43,10 @@ class Config:
     gap_samples: int = 200  # draws of q for the ELBO that finds that image
     top_images: tuple[int, ...] = (4, 5, 6)  # positions among the first test images used for the top half
     top_rows: int = 14  # rows of the top half (the course: 14 of 28)
-    window_sd: float = 6.0  # the local grid reaches this many standard deviations beyond each density's mean
-    window_points: int = 161  # points per axis of the local grid
+    window_sd: float = 4.0  # the local grid covers each Gaussian's mean +- this many standard deviations
+    support: float = 1e-4  # and the region where the posterior on tor_vae's grid is above this fraction of its peak
+    window_points: int = 161  # points per axis of the local grid (zoomed per image, each axis its own spacing)
+    mode_floor: float = 0.01  # a local maximum of the posterior counts as a mode above this fraction of its peak
     elbo_samples: int = 2000  # draws of q for each ELBO
     svi_steps: int = 600  # Adam steps of SVI
     svi_lr: float = 0.05  # their learning rate
@@ -66,24 +69,43 @@ def moments(points: torch.Tensor, log_post: torch.Tensor, cell: float) -> tuple[
     return mean, sd
 
 
-def local_grid(centres: list[tuple[torch.Tensor, torch.Tensor]], window_sd: float, n: int):
-    """A square grid (n^2, 2) covering mean +- window_sd * sd of each (mean, sd) (2,) pair; its axes and cell area."""
-    low = torch.stack([m - window_sd * s for m, s in centres]).min(0).values
-    high = torch.stack([m + window_sd * s for m, s in centres]).max(0).values
-    half = ((high - low) / 2).max().item()
-    centre = (high + low) / 2
-    axis = torch.linspace(-half, half, n)
-    step = (axis[1] - axis[0]).item()
-    return centre + torch.cartesian_prod(axis, axis), axis, step ** 2
+def support_box(points: torch.Tensor, log_post: torch.Tensor, support: float, step: float) -> torch.Tensor:
+    """The bounding box (2, 2) = [low, high] of the grid points (G, 2) where the grid posterior log p(z_g|x) (G,) is
+    above ``support`` times its peak, widened by one grid step each way."""
+    keep = points[log_post >= log_post.max() + math.log(support)]
+    return torch.stack([keep.min(0).values - step, keep.max(0).values + step])
+
+
+def window(boxes: list[torch.Tensor], n: int) -> tuple[torch.Tensor, float]:
+    """A grid (n^2, 2), z_1 major, over the union of boxes [low, high] (2, 2) plus a tenth of its size each way,
+    zoomed per image: its two axes have their own spacing. Returns the points and the cell area."""
+    low = torch.stack([b[0] for b in boxes]).min(0).values
+    high = torch.stack([b[1] for b in boxes]).max(0).values
+    pad = (high - low) / 10
+    axes = [torch.linspace(lo.item(), hi.item(), n) for lo, hi in zip(low - pad, high + pad)]
+    return torch.cartesian_prod(*axes), (axes[0][1] - axes[0][0]).item() * (axes[1][1] - axes[1][0]).item()
+
+
+def gaussian_box(mean: torch.Tensor, logvar: torch.Tensor, sds: float) -> torch.Tensor:
+    """[mean - sds * sigma, mean + sds * sigma], (2, 2)."""
+    half = sds * (0.5 * logvar).exp()
+    return torch.stack([mean - half, mean + half])
 
 
 @torch.no_grad()
-def posterior_on_window(model, x: torch.Tensor, centres, cfg: Config, pixels: slice = slice(None)):
-    """log p(z_g | x) on a local grid around ``centres``, the grid and its log p(x); x (1, 784)."""
-    points, _, cell = local_grid(centres, cfg.window_sd, cfg.window_points)
+def posterior_on_window(model, x: torch.Tensor, boxes: list[torch.Tensor], cfg: Config, pixels: slice = slice(None)):
+    """log p(z_g | x) on a grid over ``boxes``, the grid and its log p(x); x (1, 784)."""
+    points, cell = window(boxes, cfg.window_points)
     log_joint = latent2d.grid_log_joint(model, x, points, pixels)[0]  # (G,)
     log_p = grid_log_integral(log_joint, cell)
     return points, log_joint - log_p, log_p, cell
+
+
+def modes(log_post: torch.Tensor, n: int, floor: float) -> int:
+    """Local maxima (over 5 x 5 neighbourhoods) of a grid posterior (n^2,) whose density is above ``floor`` times the peak."""
+    dens = (log_post - log_post.max()).exp().reshape(1, 1, n, n)
+    peaks = (dens == torch.nn.functional.max_pool2d(dens, 5, stride=1, padding=2)) & (dens > floor)
+    return int(peaks.sum())
 
 
 def grid_kl(points: torch.Tensor, log_post: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> float:
@@ -127,27 +149,31 @@ def run(cfg: Config, ctx: Context) -> Result:
         mean, logvar = model.encode(x)
         log_post_coarse = latent2d.grid_log_joint(model, x, grid_points)
         log_post_coarse = log_post_coarse - grid_log_integral(log_post_coarse, cell).unsqueeze(1)
-    post_mean, post_sd = moments(grid_points, log_post_coarse, cell)
+    _, post_sd = moments(grid_points, log_post_coarse, cell)
     svi_mean, svi_logvar = latent2d.svi(model, x, mean, logvar, cfg.svi_steps, cfg.svi_lr, cfg.svi_samples, gen)
     rows, fig, axes = [], *new_figure(len(shown), 1.75 * len(shown), 2.0)
     for i in range(len(shown)):
-        centres = [(post_mean[i], post_sd[i]), (mean[i], (0.5 * logvar[i]).exp()), (svi_mean[i], (0.5 * svi_logvar[i]).exp())]
-        points, log_post, log_p, _ = posterior_on_window(model, x[i:i + 1], centres, cfg)
+        boxes = [support_box(grid_points, log_post_coarse[i], cfg.support, tv.grid_step),
+                 gaussian_box(mean[i], logvar[i], cfg.window_sd), gaussian_box(svi_mean[i], svi_logvar[i], cfg.window_sd)]
+        points, log_post, log_p, _ = posterior_on_window(model, x[i:i + 1], boxes, cfg)
+        # log of the posterior's density at q's mean (and at SVI's) over its peak: low for a q between two modes
+        at_q, at_svi = latent2d.grid_log_joint(model, x[i:i + 1], torch.stack([mean[i], svi_mean[i]]))[0] - log_p - log_post.max()
         elbos = [elbo_of(model, x[i:i + 1], mu, lv, cfg, gen) for mu, lv in ((mean[i], logvar[i]), (svi_mean[i], svi_logvar[i]))]
         rows.append({"image": shown[i] + 1, "digit": int(y[i]), "log_p": log_p.item(), "elbo_enc": elbos[0], "elbo_svi": elbos[1],
                      "kl_enc": grid_kl(points, log_post, mean[i], logvar[i]),
                      "kl_svi": grid_kl(points, log_post, svi_mean[i], svi_logvar[i]),
                      "kl_enc_check": log_p.item() - elbos[0], "kl_svi_check": log_p.item() - elbos[1],
                      "amortization_gap": elbos[1] - elbos[0], "q_sd": (0.5 * logvar[i]).exp().tolist(),
-                     "post_sd": post_sd[i].tolist()})
+                     "post_sd": post_sd[i].tolist(), "modes": modes(log_post, cfg.window_points, cfg.mode_floor),
+                     "log_density_at_q_mean": at_q.item(), "log_density_at_svi_mean": at_svi.item(),
+                     "window": [points.min(0).values.tolist(), points.max(0).values.tolist()]})
         ax = axes[i]
         contour(ax, points, cfg.window_points, log_post, "black", "solid", "p(z|x)")
         for mu, lv, colour, style, label in ((mean[i], logvar[i], "C3", "dashed", "q(z|x), encoder"),
                                              (svi_mean[i], svi_logvar[i], "C0", "dotted", "q, SVI")):
             contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, mu, lv), colour, style, label)
         ax.set_title(f"test image {shown[i] + 1} (digit {int(y[i])})")
-        ax.set_xlabel("$z_1$")
-        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("$z_1$")  # no equal aspect: each panel is zoomed to its own window
     axes[0].set_ylabel("$z_2$")
     axes[0].legend(frameon=False, loc="upper left", fontsize=5.5)
 
@@ -163,20 +189,19 @@ def run(cfg: Config, ctx: Context) -> Result:
     top_fig, top_axes = new_figure(len(xt), 1.9 * len(xt), 2.0)
     top_rows, images = [], []
     for j in range(len(xt)):
-        centres = [(m[0], s[0]) for m, s in [moments(grid_points, log_top[j:j + 1], cell)]]
-        centres.append((top_mean[j], (0.5 * top_logvar[j]).exp()))
-        points, log_post, log_p, _ = posterior_on_window(model, xt[j:j + 1], centres, cfg, top)
+        boxes = [support_box(grid_points, log_top[j], cfg.support, tv.grid_step), gaussian_box(top_mean[j], top_logvar[j], cfg.window_sd)]
+        points, log_post, log_p, _ = posterior_on_window(model, xt[j:j + 1], boxes, cfg, top)
         elbo = elbo_of(model, xt[j:j + 1], top_mean[j], top_logvar[j], cfg, gen, top)
         top_rows.append({"image": cfg.top_images[j] + 1, "digit": int(y_all[cfg.top_images[j]]), "log_p_top": log_p.item(),
                          "log_p_top_coarse": log_p_top[j].item(), "elbo_svi": elbo,
-                         "kl_svi": grid_kl(points, log_post, top_mean[j], top_logvar[j]), "kl_svi_check": log_p.item() - elbo})
+                         "kl_svi": grid_kl(points, log_post, top_mean[j], top_logvar[j]), "kl_svi_check": log_p.item() - elbo,
+                         "modes": modes(log_post, cfg.window_points, cfg.mode_floor)})
         ax = top_axes[j]
         contour(ax, points, cfg.window_points, log_post, "black", "solid", "p(z | top half)")
         contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, top_mean[j], top_logvar[j]), "C0", "dotted",
                 "q, SVI")
         ax.set_title(f"top half of test image {cfg.top_images[j] + 1}")
         ax.set_xlabel("$z_1$")
-        ax.set_aspect("equal", adjustable="datalim")
         with torch.no_grad():
             z = gaussian_sample(top_mean[j].expand(cfg.completions, 2), top_logvar[j].expand(cfg.completions, 2), gen)
             means = model.decoder_mean(z)  # (C, 784)

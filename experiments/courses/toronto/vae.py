@@ -5,7 +5,8 @@ Questions: training and test ELBO; log p(x) on an equally spaced 2-D grid with l
 normalised posterior integrating to 1, beside the ELBO and importance sampling (the report's Eq. 9)
 for 20 images; 10 prior samples as Bernoulli means beside a binary sample (10 x 2); 10 images, their
 p(x|z) at z ~ q and a sample (10 x 3); the encoder means of the training images coloured by digit;
-decoder means on a 20 x 20 lattice (Kingma and Welling's Fig. 4b); 3 interpolations.
+decoder means on an equally spaced 20 x 20 lattice (Kingma and Welling's Fig. 4b) whose bounds are read off
+that scatter (quantiles of the encoder means, drawn on the scatter); 3 interpolations.
 
 Method: MLP encoder and decoder with one hidden layer of 500 tanh units, a 2-D latent, Bernoulli
 pixels (binarized at 0.5, ``data.binarize``), the first 10,000 images of the official training file and
@@ -56,7 +57,8 @@ class Config:
     grid_step: float = 0.1  # its spacing (the course: 0.1); a grid of half the spacing checks it
     check_elbo_samples: int = 1000  # draws of q for the ELBO of each check image
     is_samples: tuple[int, ...] = (1, 10, 100, 1000, 10000)  # importance samples K (nested prefixes of one draw)
-    lattice: int = 20  # the decoder lattice is lattice x lattice (Fig. 4b: 20)
+    lattice: int = 20  # the decoder lattice is lattice x lattice, equally spaced (the course and Fig. 4b: 20)
+    lattice_quantile: float = 0.005  # its bounds per axis: these quantiles (q, 1 - q) of the training images' encoder means
     interpolation_pairs: tuple[tuple[int, int], ...] = ((1, 7), (3, 8), (4, 9))  # digits interpolated between
     interpolation_steps: int = 10  # images along each interpolation
     stream: int = 10  # this section's generators are seeded with seed + stream + k
@@ -117,7 +119,8 @@ def integration_check(cfg: Config, model, x: torch.Tensor, seed: int) -> dict:
         "gap_mean": (log_p - elbo).mean().item(),
         "is": is_estimates,
         "is_abs_error_mean": {k: (torch.tensor(v) - log_p).abs().mean().item() for k, v in is_estimates.items()},
-        "is_abs_error_median": {k: (torch.tensor(v) - log_p).abs().median().item() for k, v in is_estimates.items()},
+        # the true median (the mean of the two middle values for an even count; torch's median() takes the lower one)
+        "is_abs_error_median": {k: (torch.tensor(v) - log_p).abs().quantile(0.5).item() for k, v in is_estimates.items()},
         # images whose largest-K estimate is within 0.1 nats of the grid, and the one farthest from it
         "is_within_0_1": int(((torch.tensor(is_estimates[str(max(cfg.is_samples))]) - log_p).abs() < 0.1).sum()),
         "is_worst": int((torch.tensor(is_estimates[str(max(cfg.is_samples))]) - log_p).abs().argmax()),
@@ -150,7 +153,18 @@ def loglik_figure(check: dict, ks: tuple[int, ...]):
 
 
 @torch.no_grad()
-def image_figures(cfg: Config, ctx: Context, model, x_test: torch.Tensor, y_test: torch.Tensor) -> dict:
+def lattice_bounds(cfg: Config, codes: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The lattice's bounds from the scatter of encoder means (N, 2), as the course asks: the quantiles q and 1 - q of
+    each coordinate; the share of all means, and of each digit's, inside them."""
+    low, high = codes.quantile(cfg.lattice_quantile, 0), codes.quantile(1 - cfg.lattice_quantile, 0)  # (2,) each
+    inside = ((codes >= low) & (codes <= high)).all(1)
+    return {"low": low.tolist(), "high": high.tolist(), "inside": inside.float().mean().item(),
+            "inside_per_digit": [inside[labels == d].float().mean().item() for d in range(10)],
+            "means_min": codes.min(0).values.tolist(), "means_max": codes.max(0).values.tolist()}
+
+
+@torch.no_grad()
+def image_figures(cfg: Config, ctx: Context, model, x_test: torch.Tensor, y_test: torch.Tensor, bounds: dict) -> dict:
     """The samples (10 x 2), reconstructions (10 x 3), lattice and interpolation grids."""
     gen = torch.Generator().manual_seed(ctx.seed + cfg.stream + 2)
     z = torch.randn(10, cfg.latent_dim, generator=gen)
@@ -164,9 +178,9 @@ def image_figures(cfg: Config, ctx: Context, model, x_test: torch.Tensor, y_test
     recon_means = model.decoder_mean(gaussian_sample(mean, logvar, gen))
     recon = DigitGrid(np.stack([t.reshape(10, 28, 28).numpy() for t in (x, recon_means, bernoulli_sample(recon_means, gen))]),
                       ("data x", "p(x|z), z ~ q", "x ~ p(x|z)"), tuple(f"digit {d}" for d in range(10)))
-    # Fig. 4b: linearly spaced coordinates of the unit square through the inverse Gaussian CDF
-    u = torch.linspace(0.05, 0.95, cfg.lattice)
-    z1, z2 = torch.special.ndtri(u), torch.special.ndtri(u).flip(0)  # z2 decreases down the rows
+    # the course's equally spaced lattice, within the bounds read off the scatter of encoder means
+    z1 = torch.linspace(bounds["low"][0], bounds["high"][0], cfg.lattice)
+    z2 = torch.linspace(bounds["low"][1], bounds["high"][1], cfg.lattice).flip(0)  # z2 decreases down the rows
     lattice_z = torch.stack(torch.meshgrid(z2, z1, indexing="ij")[::-1], -1)  # (rows, cols, 2) = (z1, z2)
     lattice = DigitGrid(latent2d.decode_means(model, lattice_z), tuple(f"{v:.2f}" for v in z2.tolist()),
                         tuple(f"{v:.2f}" for v in z1.tolist()))
@@ -191,6 +205,9 @@ def run(cfg: Config, ctx: Context) -> Result:
     x_check, y_check = check_images(cfg, ctx)
     with torch.no_grad():
         check = integration_check(cfg, model, x_check, ctx.seed + cfg.stream + 1)
+        train_codes = latent2d.encode_means(model, x_train)
+        test_sd = model.encode(x_test)[1].mul(0.5).exp()  # (N, d) the encoder's sigma
+    bounds = lattice_bounds(cfg, train_codes, full.y[:cfg.n_train])
     metrics = {
         "history": history,
         "epochs": cfg.epochs,
@@ -201,10 +218,12 @@ def run(cfg: Config, ctx: Context) -> Result:
         "test_edge_mass_max": test_edge.max().item(),
         "test_edge_mass_over_1e-3": int((test_edge > 1e-3).sum()),
         "n_train": len(x_train), "n_test": len(x_test),
-        "check": check, "check_digits": y_check.tolist(),
+        "check": check, "check_digits": y_check.tolist(), "lattice_bounds": bounds,
+        # the encoder's sigma over the test images (why it outputs log sigma^2: a positive number spanning orders of magnitude)
+        "sigma_min": test_sd.min().item(), "sigma_max": test_sd.max().item(), "sigma_median": test_sd.quantile(0.5).item(),
         "timing": {"train_s": sum(epoch_s), "epoch_s": epoch_s},
     }
     figures = {"curves": latent2d.curves_figure(history), "loglik": loglik_figure(check, cfg.is_samples),
-               "latent": latent2d.latent_figure(latent2d.encode_means(model, x_train), full.y[:cfg.n_train], "encoder means, training images"),
-               **image_figures(cfg, ctx, model, x_test, y_test)}
+               "latent": latent2d.latent_figure(train_codes, full.y[:cfg.n_train], "encoder means, training images", bounds),
+               **image_figures(cfg, ctx, model, x_test, y_test, bounds)}
     return Result(metrics, figures, mlp_vae.checkpoint(model))
