@@ -101,9 +101,9 @@ def left_behind(mode: str, out: Path | None) -> str:
 
 
 ACTIONS = {"run_all": "--all", "list_": "--list", "verify": "--verify", "spread": "--spread", "render_only": "--render"}
-# the options each action reads (besides --help); one given on the command line that it does not read is refused
+# the options each action reads (--all's are --only's); one given on the command line that it does not read is refused
 READS = {
-    "run": {"only", "smoke", "force", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
+    "--all": {"only", "smoke", "force", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
     "--list": {"smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
     "--verify": {"only", "smoke", "data_dir", "out", "device", "seed", "jobs", "threads"},
     "--spread": {"only", "seeds", "smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
@@ -118,11 +118,11 @@ def check_combination(params: dict) -> None:
     actions = [ACTIONS[name] for name in ACTIONS if name in given]
     if len(actions) > 1:
         raise click.UsageError(f"{actions[0]} and {actions[1]} are two different commands: give one of them")
-    action = actions[0] if actions else "run"
+    action = actions[0] if actions else "--only"
     for name in given:
-        if name not in ACTIONS and name not in READS[action]:
+        if name not in ACTIONS and name not in READS.get(action, READS["--all"]):
             option = "--" + name.replace("_", "-")
-            raise click.UsageError(f"{option} does nothing with {action if actions else '--only'}: leave it out")
+            raise click.UsageError(f"{option} does nothing with {action}: leave it out")
 
 
 @click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

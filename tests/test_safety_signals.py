@@ -151,6 +151,7 @@ def test_a_figure_weasyprint_cannot_draw_is_an_error_naming_it(tmp_path, svg):
     (["--list", "--only", "q4"], "--only does nothing with --list"),
     (["--verify", "--force"], "--force does nothing with --verify"),
     (["--only", "q4", "--seeds", "1,2"], "--seeds does nothing with --only"),
+    (["--all", "--seeds", "1,2"], "--seeds does nothing with --all"),
 ])
 def test_conflicting_flags_are_refused_in_one_line(tmp_path, args, fragment):
     """Two commands at once, or an option the command does not read, is refused rather than dropped."""
