@@ -134,8 +134,10 @@ def author() -> dict[str, Any]:
             raise RenderError(f"{AUTHOR_FILE}: {where} must be {want}, "
                               f"{'is missing' if value is None else f'is {value!r}'}; fix it or {restore}")
         if where in NAME_MAX and (len(value) > NAME_MAX[where] or not value.isprintable()):
+            why = (f"is {len(value)} characters long" if len(value) > NAME_MAX[where]
+                   else "has a line break or another control character")
             raise RenderError(f"{AUTHOR_FILE}: {where} must be one line of at most {NAME_MAX[where]} printable "
-                              f"characters (the report's byline), is {len(value)} characters long; fix it")
+                              f"characters (the report's byline), {why}; fix it")
     return data
 
 
