@@ -125,7 +125,7 @@ def test_bad_author_file_is_one_line_before_training(tiny_data, tmp_path, monkey
     author = tmp_path / "author.toml"
     if text is not None:
         author.write_text(text)
-    monkeypatch.setattr(render, "AUTHOR_FILE", author)
+    monkeypatch.setattr(document, "AUTHOR_FILE", author)
     result = smoke(tiny_data, tmp_path / "out", "--all")
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "out").exists()
