@@ -105,7 +105,7 @@ ACTIONS = {"run_all": "--all", "list_": "--list", "verify": "--verify", "spread"
 READS = {
     "--all": {"only", "smoke", "force", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
     "--list": {"smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
-    "--verify": {"only", "smoke", "data_dir", "out", "device", "seed", "jobs", "threads"},
+    "--verify": {"only", "smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
     "--spread": {"only", "seeds", "smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
     "--render": {"smoke", "out", "jobs"},
 }
