@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -28,6 +29,9 @@ from pipeline import SECTIONS
 from pipeline.cache import ROOT
 
 EXIT_INTERRUPTED = {2: 130, 15: 143}  # SIGINT, SIGTERM: 128 + signal number
+PROGRAM = False  # run as the program (not called by a test): the process ends with the command, so a signal
+# that stopped it leaves later ones ignored, and a second Ctrl-C cannot interrupt the exit itself
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader went away (`--verify | head -1`), as the shell reports it
 
 
 class OneLineErrors(click.Command):
@@ -80,13 +84,47 @@ def interrupted(signal_name: str, mode: str, out: Path | None) -> str:
     if out is None or mode == "list":
         return f"interrupted by {signal_name} before anything was written"
     if mode == "verify":
-        return (f"interrupted by {signal_name}: the verification stopped before comparing; {out / 'results.json'} "
-                "was only read and is unchanged")
+        return f"interrupted by {signal_name}: the verification stopped before comparing; {left_behind(mode, out)}"
+    return f"interrupted by {signal_name}: {left_behind(mode, out)}"
+
+
+def left_behind(mode: str, out: Path | None) -> str:
+    """What a run that stopped early (a signal, a full disk, a dead worker) left in ``out``."""
+    if out is None or mode == "list":
+        return "nothing was written"
+    if mode == "verify":
+        return f"{out / 'results.json'} was only read and is unchanged"
     if mode == "render":
-        return (f"interrupted by {signal_name}: each PDF and README in {out} is the previous one or the new one, "
-                "never a mix; rerun to finish")
-    return (f"interrupted by {signal_name}: finished sections are saved in {out / 'results.json'} "
-            "and their checkpoints; rerun the same command to finish the rest")
+        return f"each PDF and README in {out} is the previous one or the new one, never a mix; rerun to finish"
+    return (f"finished sections are saved in {out / 'results.json'} and their checkpoints; rerun the same command "
+            "to finish the rest")
+
+
+ACTIONS = {"run_all": "--all", "list_": "--list", "verify": "--verify", "spread": "--spread", "render_only": "--render",
+           "submission": "--submission"}
+# the options each action reads (--all's are --only's); one given on the command line that it does not read is refused
+READS = {
+    "--all": {"only", "smoke", "force", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
+    "--list": {"smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
+    "--verify": {"only", "smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
+    "--spread": {"only", "seeds", "smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
+    "--render": {"smoke", "out", "jobs"},
+    "--submission": {"smoke", "out"},
+}
+
+
+def check_combination(params: dict) -> None:
+    """UsageError for two actions at once, or an option the action does not read (it would be dropped silently)."""
+    ctx = click.get_current_context()
+    given = [name for name in params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+    actions = [ACTIONS[name] for name in ACTIONS if name in given]
+    if len(actions) > 1:
+        raise click.UsageError(f"{actions[0]} and {actions[1]} are two different commands: give one of them")
+    action = actions[0] if actions else "--only"
+    for name in given:
+        if name not in ACTIONS and name not in READS.get(action, READS["--all"]):
+            option = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{option} does nothing with {action}: leave it out")
 
 
 @click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -133,22 +171,22 @@ def cli(run_all, only, list_, verify, spread, seeds, render_only, submission, sm
     selected = parse_sections(only)
     if run_all and selected:
         raise click.UsageError("--all and --only exclude each other: --all already runs every section")
-    if submission is not None and (run_all or selected or list_ or verify or spread or render_only):
-        raise click.UsageError("--submission packs the report as it is: give it on its own (with --out, if not report/)")
+    check_combination(click.get_current_context().params)
     if not (run_all or selected or list_ or verify or spread or render_only or submission):
         raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify, --spread, --render or "
                                "--submission (see --help)")
     seed_list = parse_seeds(seeds) if spread else []
     from pipeline.interrupts import Interrupted, interruptible
+    from pipeline.workers import WorkerDied
 
     mode = "list" if list_ or submission else "verify" if verify else "render" if render_only else "run"
     folder = None
     try:
-        with interruptible(), one_line():
-            if render_only and not (list_ or verify or spread):  # reads the registry only: no torch, device or data
+        with interruptible(final=PROGRAM), one_line():
+            if render_only:  # reads the registry only: no torch, device or data
                 folder = output_folder(out, smoke)
                 with prepared(folder):
-                    return render(folder, jobs or cores())
+                    return render(folder, jobs or cores(), smoke)
             if submission is not None:  # reads the report and the registry only, and writes the zip at the end
                 folder = output_folder(out, smoke)
                 with prepared(folder):
@@ -165,10 +203,19 @@ def cli(run_all, only, list_, verify, spread, seeds, render_only, submission, sm
                     from pipeline.spread import record_spread
                     return record_spread(opts, selected or list(SECTIONS), seed_list)
                 execute(opts, selected or list(SECTIONS), full=run_all)
-                render(opts.out, opts.jobs)
+                render(opts.out, opts.jobs, opts.smoke, opts.checkpoints)
     except Interrupted as err:
         click.echo("\n" + interrupted(str(err), mode, folder), err=True)
         return EXIT_INTERRUPTED.get(err.signum, 1)
+    except BrokenPipeError:  # the reader went away: no failure of the run, so quiet, and no error again at exit's flush
+        with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor (a test's) stays
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except OSError as err:  # a disk that fills up, a folder that turns read-only during the run
+        where = f": {err.filename}" if err.filename else ""
+        raise click.ClickException(f"{err.strerror or err}{where}; {left_behind(mode, folder)}") from None
+    except WorkerDied as err:  # the other sections were finished and kept
+        raise click.ClickException(f"{err}; {left_behind(mode, folder)}") from None
     return 0
 
 
@@ -241,9 +288,10 @@ def prepared(out: Path, checkpoints: Path | None = None, data_dir: Path | None =
     checkpoint and data folders, the data), then create the folders, check that each is writable, and hold
     the lock on each for the whole run."""
     from pipeline.registry import locked
-    from pipeline.render import check_inputs
+    from pipeline.render import check_inputs, check_outputs
 
     check_inputs()
+    check_outputs(out, top_readme(out))
     folders = [out, out / "figures", *([checkpoints] if checkpoints is not None else [])]
     for folder in folders:
         creatable(folder)
@@ -273,13 +321,31 @@ def execute(opts, selected: list[str], full: bool) -> None:
                                               "finished_at": prov["time"], "commit": prov["commit"]})
 
 
-def render(out: Path, jobs: int) -> None:
+def top_readme(out: Path) -> Path | None:
+    """The repository's README.md, which the real report's render (and only it) rewrites."""
+    return ROOT / "README.md" if out.resolve() == (ROOT / "report").resolve() else None
+
+
+def rerun_command(out: Path, smoke: bool, checkpoints: Path | None) -> str:
+    """The command that reruns a section into ``out``: with --smoke, and --checkpoints when not the default."""
+    command = ["python", "reproduce.py", *(["--smoke"] if smoke else []), "--out", str(out)]
+    if checkpoints is not None:
+        from pipeline.checkpoints import default_folder
+
+        if Path(checkpoints).resolve() != default_folder(out).resolve():
+            command += ["--checkpoints", str(checkpoints)]
+    return shlex.join(command)
+
+
+def render(out: Path, jobs: int, smoke: bool, checkpoints: Path | None = None) -> None:
+    """Write the PDFs and READMEs of ``out``; ``checkpoints`` (a run's) goes into the advice to rerun a section."""
     from pipeline import render as rd
     from pipeline.registry import Registry
 
     registry = Registry(out / "results.json").valid_data()
-    readme = ROOT / "README.md" if out.resolve() == (ROOT / "report").resolve() else None
-    pages = rd.build(registry, rd.titles(registry), out, readme, jobs=jobs)
+    readme = top_readme(out)
+    smoke = smoke or any(entry.get("smoke") for entry in registry.get("sections", {}).values())
+    pages = rd.build(registry, rd.titles(registry), out, readme, jobs=jobs, command=rerun_command(out, smoke, checkpoints))
     counts = ", ".join(f"{out / f'{name}.pdf'} ({n} page{'s' if n != 1 else ''}"
                        + (f" of {rd.PAGE_BUDGET})" if name == "report" else ")") for name, n in pages.items())
     click.echo(f"wrote {counts}" + (f" and {readme}" if readme else ""), err=True)
@@ -324,4 +390,5 @@ def list_sections(opts) -> int:
 
 
 if __name__ == "__main__":
+    PROGRAM = True
     cli()

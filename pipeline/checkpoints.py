@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class CheckpointBlocked(RuntimeError):
 def default_folder(out: Path) -> Path:
     """checkpoints/<last name>-<12 hex of the resolved output path>: readable, and one per output folder."""
     resolved = Path(out).resolve()
-    return ROOT / "checkpoints" / f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}"
+    return ROOT / "checkpoints" / f"{resolved.name}-{hashlib.sha256(os.fsencode(resolved)).hexdigest()[:12]}"
 
 
 def file_name(section: str, key: str) -> str:
@@ -73,12 +74,13 @@ class CheckpointStore:
 
     def owners(self) -> list[Path]:
         path = self.folder / OWNERS
-        return [Path(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+        # the paths as the file system names them (bytes): a non-UTF-8 locale does not change them
+        return [Path(os.fsdecode(line)) for line in path.read_bytes().splitlines() if line] if path.is_file() else []
 
     def write(self, payload: bytes, record: dict[str, str]) -> None:
         owners = self.owners()
         if self.registry not in owners:
-            atomic_write(self.folder / OWNERS, "".join(f"{p}\n" for p in [*owners, self.registry]).encode())
+            atomic_write(self.folder / OWNERS, b"".join(os.fsencode(p) + b"\n" for p in [*owners, self.registry]))
         atomic_write(self.folder / record["file"], payload)
 
     def prune(self, section: str, record: dict[str, str] | None) -> None:

@@ -21,6 +21,7 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import tomllib
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ from .typeset import RenderError, displaymath, format_number, format_percent, ma
 TEMPLATES = ROOT / "templates"
 AUTHOR_FILE = ROOT / "author.toml"
 PAGE_BUDGET = 5  # brief, section 4.3.1
+NAME_MAX = {"name": 80, "username": 40}  # characters: the most the report's one-line byline holds beside the course
 FIGURE_BASE = "https://report.invalid/"  # figures/... resolve against this, served from the output folder
 REPORT_PARTS = ("sup", "derivations", "q1", "q2", "q3", "q4", "extra", "ai_tools")
 # the companion (report/companion.pdf): what four other courses ask of the same VAE (Toronto, DTU, Eindhoven, Stanford),
@@ -134,6 +136,11 @@ def author() -> dict[str, Any]:
             want = {str: "a string", dict: "a table", bool: "true or false"}[kind]
             raise RenderError(f"{AUTHOR_FILE}: {where} must be {want}, "
                               f"{'is missing' if value is None else f'is {value!r}'}; fix it or {restore}")
+        if where in NAME_MAX and (len(value) > NAME_MAX[where] or not value.isprintable()):
+            why = (f"is {len(value)} characters long" if len(value) > NAME_MAX[where]
+                   else "has a line break or another control character")
+            raise RenderError(f"{AUTHOR_FILE}: {where} must be one line of at most {NAME_MAX[where]} printable "
+                              f"characters (the report's byline), {why}; fix it")
     return data
 
 
@@ -174,7 +181,7 @@ def environment(markdown: bool = False) -> jinja2.Environment:
 def _environment(folder: Path, markdown: bool) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined,
                              autoescape=not markdown, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(num=(lambda x, d=2: format_number(x, d)) if markdown else num,
+    env.filters.update(md=markdown_text, num=(lambda x, d=2: format_number(x, d)) if markdown else num,
                        pct=format_percent if markdown else pct,
                        sci=(lambda x, d=1: f"{x:.{d}e}") if markdown else sci,
                        # filters that take the context are never run while compiling: math is typeset when a
@@ -185,6 +192,12 @@ def _environment(folder: Path, markdown: bool) -> jinja2.Environment:
                        part_template=part_template, map_template=map_template,
                        source=source)
     return env
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown: every ASCII punctuation mark backslash-escaped (CommonMark), so that a name
+    with ``<``, ``*`` or ``[`` shows as typed, never as HTML, emphasis or a link."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
 def context(registry: dict, titles: dict[str, str], **extra) -> dict[str, Any]:
@@ -241,46 +254,88 @@ def _env_var(name: str, value: str):
 
 class FolderFetcher(URLFetcher):
     """Serves the output folder under a fixed base URL, so that the PDF (which names embedded images
-    after their URL) does not depend on where the folder lives; a missing figure stops the build."""
+    after their URL) does not depend on where the folder lives; a missing figure stops the build.
+    ``command`` reruns a section into that folder (``python reproduce.py --out ...``, with ``--smoke`` and
+    ``--checkpoints`` where they apply): the advice when a figure is wrong."""
 
-    def __init__(self, folder: Path, figures: dict[str, tuple[str, str | None]] | None = None):
+    def __init__(self, folder: Path, figures: dict[str, tuple[str, str | None]] | None = None,
+                 command: str | None = None):
         super().__init__(fail_on_errors=True, allowed_protocols={"https", "data"})
         self.folder = folder
         self.figures = figures or {}  # figures/<file> -> (section, recorded SHA-256)
+        self.command = command or f"python reproduce.py --out {folder}"
+
+    def rerun(self, section: str) -> str:
+        return f"rerun it with `{self.command} --only {section} --force`"
 
     def fetch(self, url, headers=None):
         if url.startswith(FIGURE_BASE):
             name = url[len(FIGURE_BASE):]
             path, (section, digest) = self.folder / name, self.figures.get(name, ("?", None))
-            rerun = f"rerun it with `python reproduce.py --only {section} --force --out {self.folder}`"
             if not path.is_file():
                 state = "not a file" if path.exists() else "missing"
-                raise FileNotFoundError(f"figure {name} of section {section} is {state} in {self.folder}; {rerun}")
+                raise FileNotFoundError(f"figure {name} of section {section} is {state} in {self.folder}; "
+                                        f"{self.rerun(section)}")
             data = path.read_bytes()
             if digest and hashlib.sha256(data).hexdigest() != digest:
                 raise ValueError(f"figure {name} of section {section} is not the one its numbers were recorded with "
-                                 f"(SHA-256 differs); {rerun}")
+                                 f"(SHA-256 differs); {self.rerun(section)}")
             return URLFetcherResponse(url, data, {"Content-Type": mimetypes.guess_type(path.name)[0]})
         return super().fetch(url, headers)
 
+    def failure(self, record: logging.LogRecord) -> str:
+        """What an error WeasyPrint logged (and drew around: an image left out or half drawn) means, naming the
+        figure where the record names one."""
+        said = record.getMessage()
+        said = said if len(said) <= 300 else said[:297] + "..."
+        name = next((a[len(FIGURE_BASE):] for a in record.args or () if isinstance(a, str) and a.startswith(FIGURE_BASE)),
+                    None)
+        if name is None:
+            return f"WeasyPrint could not lay out the document whole ({said}); nothing was written"
+        section = self.figures.get(name, ("?", None))[0]
+        return (f"figure {name} of section {section} could not be drawn ({said}); nothing was written; "
+                f"{self.rerun(section)}")
 
-def pdf_bytes(html: str, folder: Path, epoch: int, figures: dict | None = None) -> tuple[bytes, int]:
-    """The PDF and its page count; identical input gives identical bytes, wherever ``folder`` is."""
-    with _env_var("SOURCE_DATE_EPOCH", str(epoch)):
-        document = HTML(string=html, base_url=FIGURE_BASE, url_fetcher=FolderFetcher(folder, figures)).render()
-        data = document.write_pdf(pdf_identifier=b"vi-mnist-report")
+
+class _Errors(logging.Handler):
+    """Collects the errors WeasyPrint logs: each is a part of the PDF it left out or drew only in part."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def pdf_bytes(html: str, folder: Path, epoch: int, figures: dict | None = None,
+              command: str | None = None) -> tuple[bytes, int]:
+    """The PDF and its page count; identical input gives identical bytes, wherever ``folder`` is. An image or
+    SVG that WeasyPrint fails to load or draw (it logs the error and goes on) is a RenderError naming the figure."""
+    fetcher, errors, logger = FolderFetcher(folder, figures, command), _Errors(), logging.getLogger("weasyprint")
+    logger.addHandler(errors)
+    try:
+        with _env_var("SOURCE_DATE_EPOCH", str(epoch)):
+            document = HTML(string=html, base_url=FIGURE_BASE, url_fetcher=fetcher).render()
+            data = document.write_pdf(pdf_identifier=b"vi-mnist-report")
+    finally:
+        logger.removeHandler(errors)
+    if errors.records:
+        raise RenderError(fetcher.failure(errors.records[0]))
     return data, len(document.pages)
 
 
-def document_pdf(name: str, registry: dict, titles: dict[str, str], out: Path, epoch: int) -> tuple[bytes, int]:
-    """One document of DOCUMENTS as PDF bytes and its page count (run in a worker process by ``build``)."""
+def document_pdf(name: str, registry: dict, titles: dict[str, str], out: Path, epoch: int,
+                 command: str | None = None) -> tuple[bytes, int]:
+    """One document of DOCUMENTS as PDF bytes and its page count (run in a worker process by ``build``);
+    ``command`` as in ``FolderFetcher``."""
     template, parts, prefix = DOCUMENTS[name]
     date = iso_date(epoch)
     figures = {fig["file"]: (section, fig.get("sha256"))
                for section, entry in registry.get("sections", {}).items() for fig in entry["figures"].values()}
     try:
         html = render_html(template, context(registry, titles, parts=parts, courses=COMPANION_COURSES, date=date), prefix)
-        return pdf_bytes(html, out, epoch, figures)
+        return pdf_bytes(html, out, epoch, figures, command)
     except FatalURLFetchingError as err:
         raise RenderError(str(err.__cause__ or err)) from None
     except jinja2.TemplateError as err:

@@ -5,17 +5,16 @@ A ``Job`` holds plain values: the section's name and configuration, the data spl
 arrays, the device, seed and thread count, and for each upstream section the record (file name
 and SHA-256) of its checkpoint. ``compute`` loads those checkpoints, seeds everything with the one
 seed, runs the module and encodes its figures and artifacts to bytes, so that the parent alone
-writes files (``Runner.commit``). Workers are started with ``spawn`` (a fork after torch has
-started its threads is unsafe), run torch on ``threads`` threads with deterministic kernels,
-ignore SIGINT (the parent decides), die with the parent (Linux: PR_SET_PDEATHSIG), and send their
-progress lines to the parent through a queue, whole lines only, so interleaved sections stay readable.
+writes files (``Runner.commit``). Workers (``workers.Workers``) are started with ``spawn`` (a fork after
+torch has started its threads is unsafe), run torch on ``threads`` threads with deterministic kernels,
+ignore SIGINT (the parent decides), die of SIGTERM and with the parent, and send their progress lines
+to the parent through their pipe, whole lines only, so interleaved sections stay readable. A worker
+that dies fails only its own section (``WorkerDied``, naming it); the other sections go on.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-import os
-import queue as queue_module
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from experiments.lib.runtime import Progress, configure_determinism, seed_everyt
 from . import section_module
 from .checkpoints import CheckpointStore
 from .figures import encode_figure
-from .interrupts import child_of
+from .workers import Workers
 
 
 @dataclass(frozen=True)
@@ -92,30 +91,13 @@ def compute(job: Job, stream: TextIO | None = None) -> Outcome:
     return Outcome(job.section, result.metrics, figures, checkpoint, wall)
 
 
-class QueueStream:
-    """A worker's progress stream: each write goes to the parent as one item (never a terminal)."""
-
-    def __init__(self, queue):
-        self.queue = queue
-
-    def write(self, text: str) -> None:
-        self.queue.put(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-
 _worker_stream: TextIO = sys.stderr
 
 
-def _init_worker(queue, threads: int, parent: int) -> None:
+def _init_worker(stream: TextIO, threads: int) -> None:
     global _worker_stream
-    child_of(parent)
     configure_determinism(threads)
-    _worker_stream = QueueStream(queue)
+    _worker_stream = stream
 
 
 class Inline:
@@ -129,38 +111,18 @@ class Inline:
         future.set_result(compute(job, self.stream))
         return future
 
-    def drain(self) -> None:
-        pass
+    def wait(self, futures, timeout: float | None = None) -> set[cf.Future]:
+        return {f for f in futures if f.done()}
 
     def stop(self, kill: bool = False) -> None:
         pass
 
 
-class Pool:
-    """``jobs`` worker processes (started when first needed) and the queue of their progress lines."""
+class Pool(Workers):
+    """``jobs`` worker processes (started when first needed), their progress lines copied to ``stream``."""
 
     def __init__(self, jobs: int, threads: int, stream: TextIO):
-        context = multiprocessing.get_context("spawn")
-        self.stream, self.queue = stream, context.Queue()
-        self.executor = cf.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                                               initargs=(self.queue, threads, os.getpid()))
+        super().__init__(jobs, multiprocessing.get_context("spawn"), _init_worker, (threads,), stream)
 
     def submit(self, job: Job) -> cf.Future:
-        return self.executor.submit(compute, job)
-
-    def drain(self) -> None:
-        """Copy the workers' progress lines to the stream."""
-        while True:
-            try:
-                self.stream.write(self.queue.get_nowait())
-            except queue_module.Empty:
-                break
-        self.stream.flush()
-
-    def stop(self, kill: bool = False) -> None:
-        """Release the pool; with ``kill``, kill the workers first (a section still computing is abandoned)."""
-        if kill:
-            for process in list((getattr(self.executor, "_processes", None) or {}).values()):
-                process.kill()
-        self.executor.shutdown(wait=True, cancel_futures=True)
-        self.drain()
+        return super().submit(f"section {job.section}", compute, job)

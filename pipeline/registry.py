@@ -21,10 +21,13 @@ import math
 import os
 import re
 import stat
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .cache import ROOT
 
 LOCK_FILE = ".lock"  # in the output folder (and the checkpoint folder): held by the running run
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -46,24 +49,39 @@ def file_mode() -> int:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_write_all({Path(path): data})
+
+
+def atomic_write_all(files: dict[Path, bytes]) -> None:
+    """Write every file so that readers see the old files or the new ones: each is written whole to a temporary
+    sibling first (a full disk fails there, naming the file, before any is replaced), then all are renamed (hold
+    signals around the call for all or none). An OSError names the file it was writing."""
+    temporaries: dict[Path, str] = {}
     try:
-        os.fchmod(fd, file_mode())  # mkstemp makes 0600; the outputs are as readable as any file the user writes
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data in files.items():
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, temporaries[path] = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                os.fchmod(fd, file_mode())  # mkstemp makes 0600; the outputs are as readable as any file the user writes
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as err:
+                raise OSError(err.errno, err.strerror, str(path)) from None
+        for path, tmp in temporaries.items():
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in temporaries.values():
+            Path(tmp).unlink(missing_ok=True)
         raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # make the rename itself durable
-    finally:
-        os.close(folder)
+    for parent in dict.fromkeys(Path(path).parent for path in files):
+        folder = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # make the renames themselves durable
+        finally:
+            os.close(folder)
 
 
 def remove_temporaries(folder: Path) -> list[Path]:
@@ -234,9 +252,19 @@ def read(path: Path) -> dict[str, Any]:
                             "move it away to start a new registry") from None
     except ValueError as err:
         raise RegistryError(
-            f"{path} is corrupt ({err}); restore it with `git checkout -- {path}` "
-            f"or move it away to start a new registry") from None
+            f"{path} is corrupt ({err}); {restore(path)}move it away to start a new registry") from None
     return loaded
+
+
+def restore(path: Path) -> str:
+    """"restore it with `git checkout -- <path>` or ", where git tracks ``path`` (a committed output), else ""."""
+    try:
+        relative = Path(path).resolve().relative_to(ROOT)
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "--", str(relative)], cwd=ROOT,
+                                 capture_output=True).returncode == 0
+    except (ValueError, OSError):
+        return ""
+    return f"restore it with `git checkout -- {relative}` or " if tracked else ""
 
 
 class Registry:

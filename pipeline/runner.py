@@ -165,8 +165,7 @@ class Runner:
                         running[self.submit(pool, name)] = (name, key)
                 if not running:
                     break
-                finished, _ = cf.wait(running, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                pool.drain()
+                finished = pool.wait(running, timeout=0.2)
                 for future in finished:
                     name, key = running.pop(future)
                     if future.exception() is not None:  # the others finish and are kept; then it is raised

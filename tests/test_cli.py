@@ -83,7 +83,7 @@ def test_corrupt_registry_is_a_clear_error(tmp_path, tiny_data):
     """A corrupt results.json stops the run with a one-line error that says how to recover."""
     (tmp_path / "results.json").write_text("{not json")
     result = invoke("--only", "sup", "--smoke", "--data-dir", str(tiny_data), "--out", str(tmp_path))
-    assert_one_line_error(result, "results.json is corrupt", "git checkout")
+    assert_one_line_error(result, "results.json is corrupt", "move it away")
 
 
 def test_list_without_results(tmp_path):
