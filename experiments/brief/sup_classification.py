@@ -194,7 +194,7 @@ def train(cfg: Config, data: dict, device: torch.device, seed: int, progress) ->
     best = min(range(cfg.epochs), key=hist["val_loss"].__getitem__)
     metrics = {
         **hist, "test_loss": test_loss, "test_acc": test_acc,
-        "best_val_loss_epoch": best + 1, "val_loss_rise_after_best": hist["val_loss"][-1] - hist["val_loss"][best],
+        "best_val_loss_epoch": best + 1,
         "layers": describe(net), "params": sum(p.numel() for p in net.parameters()),
         "steps": steps, "timing": {"epoch_s": epoch_s},
     }
