@@ -6,7 +6,7 @@ seeds. Its estimate s has few degrees of freedom (nu = seeds - 1 = 2 with three 
 element's s can be several times too small by chance. Two remedies:
 
 * pooling: an element of a list (a per-epoch series) takes the RMS SD of the POOL nearest
-  elements of its list, a scalar that of its siblings (the same quantity of other models,
+  elements of its list (of a nested list, a table of exchangeable items such as images per digit: of all of them), a scalar that of its siblings (the same quantity of other models,
   ``models.*.fd``), with nu = (elements pooled) * (seeds - 1); never less than its own SD;
 * Student's t: d / (sqrt(2) s) follows t with nu degrees of freedom, so the tolerance
   sqrt(2) * t_nu^-1(1 - a/2) * s is exceeded by a correct rerun with probability a, whatever sigma
@@ -119,7 +119,10 @@ class SpreadTolerance:
     def of(cls, spread: dict, key: str, recorded: list[float], family: int, headline: bool) -> SpreadTolerance:
         record = spread[key]
         seeds = len(record["values"])
-        if isinstance(record["sd"], list):
+        if isinstance(record["sd"], list) and any(isinstance(v, list) for v in record["values"][0]):
+            # a table of items (images per digit): exchangeable elements, pooled over the whole table
+            pools = pooled(record["sd"], len(record["sd"]))
+        elif isinstance(record["sd"], list):
             pools = pooled(record["sd"])
         else:  # a scalar: pooled with its siblings' SDs
             group = [k for k in siblings(key, list(spread)) if not isinstance(spread[k]["sd"], list)]

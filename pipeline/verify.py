@@ -20,7 +20,9 @@ of the recorded value.
 An integer that selects something (the best epoch, the most likely digit) is listed in the
 module's ``SELECTS = {key: (list_key, first_index)}`` and compared by what it selects: the value of
 ``list_key`` at the recorded position against the reproduced value at the reproduced position,
-within that list's tolerance. Timings (the ``timing`` subtree) are never compared; strings and
+within that list's tolerance. A choice that selects nothing the registry holds (which image fits worst,
+which pairs rank top) is listed in ``CHOICES = (key, ...)`` (a key or a prefix of keys): it must be
+equal on the same device and is shown, not compared, across devices. Timings (the ``timing`` subtree) are never compared; strings and
 structured values (layer lists) must be equal.
 """
 from __future__ import annotations
@@ -130,6 +132,7 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
     """One row per recorded metric of a section; ``registry`` (the recorded one) may hold a spread."""
     module = section_module(section)
     declared, selects = getattr(module, "TOLERANCES", {}), getattr(module, "SELECTS", {})
+    choices = getattr(module, "CHOICES", ())
     spread = usable_spread(registry or {}, section, recorded)
     family, headline = family_size(registry or {}), getattr(module, "HEADLINE", (None,))[0]
     same = recorded.get("env") == reproduced.get("env")
@@ -143,6 +146,10 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
         a, b = numbers(old), numbers(new)
         if a is None or b is None or len(a) != len(b):
             rows.append(Row(label, old, new, None, None, old == new))
+            continue
+        if any(key == c or key.startswith(c + ".") for c in choices):
+            # which items an argmax or a ranking picked: another machine's rounding may pick another near-tie
+            rows.append(Row(f"{label} (a choice)", old, new, None, None, same is False or old == new))
             continue
         if key in selects and len(a) == 1 and old != new:
             rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread, family))

@@ -99,6 +99,26 @@ def test_an_epoch_whose_seed_sd_is_small_by_chance_takes_its_neighbours():
     assert verdicts(compare("sup", recorded, entry(ELSEWHERE, val_acc=far), registry)) == {"sup.val_acc": False}
 
 
+def test_a_table_of_items_pools_over_all_of_them():
+    """One image's ESS whose own SD and its neighbours' are 0 while other images' are 0.3 gets the table's RMS SD."""
+    sds = [0.0, 0.0, 0.0, 0.3, 0.3, 0.3]
+    registry = spread_registry({"ess": {"values": [[[1.0] * 3] * 2] * 3, "sd": sds}})
+    recorded = entry(HERE, ess=[[1.0, 1.0, 1.0], [1.2, 1.3, 1.1]])
+    moved = entry(ELSEWHERE, ess=[[1.4, 1.0, 1.0], [1.2, 1.3, 1.1]])
+    far = entry(ELSEWHERE, ess=[[9.0, 1.0, 1.0], [1.2, 1.3, 1.1]])
+    assert verdicts(compare("sup", recorded, moved, registry)) == {"sup.ess": True}
+    assert verdicts(compare("sup", recorded, far, registry)) == {"sup.ess": False}
+
+
+def test_a_choice_is_shown_not_compared_across_devices_and_equal_on_the_same(monkeypatch):
+    """A key in the module's CHOICES (the worst-fitted image) may differ on another machine, never on the same one."""
+    from pipeline.runner import section_module
+    monkeypatch.setattr(section_module("sup"), "CHOICES", ("check.is_worst",), raising=False)
+    recorded = entry(HERE, check={"is_worst": 1})
+    assert verdicts(compare("sup", recorded, entry(ELSEWHERE, check={"is_worst": 16}))) == {"sup.check.is_worst (a choice)": True}
+    assert verdicts(compare("sup", recorded, entry(HERE, check={"is_worst": 16}))) == {"sup.check.is_worst (a choice)": False}
+
+
 def test_a_headline_moved_by_ten_percent_fails_unless_its_seeds_spread_wider():
     """sup's headline (test_acc) is capped at HEADLINE_CAP of its value where the cap's own false-alarm rate is at most
     CAP_MAX_RATE, so a 10% change fails; with a seed spread near 10% it stays uncapped and is flagged."""
