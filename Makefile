@@ -37,7 +37,7 @@ bench: $(VENV)/.installed  ## time cold runs and the data path on this machine: 
 	$(PY) bench/run.py
 	$(PY) reproduce.py --render
 
-bench-verify: $(VENV)/.installed  ## the brief's sections rerun with 2 threads and verified: bench/results.json, then the README
+bench-verify: $(VENV)/.installed  ## the report's sections rerun with 2 threads and verified: bench/results.json, then the README
 	-$(PY) bench/verify.py
 	$(PY) reproduce.py --render
 

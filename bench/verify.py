@@ -2,12 +2,12 @@
 """--verify's false alarms, measured: does a correct rerun pass?
 
     python bench/verify.py --loso   (make verify-loso)  seconds, no training
-    python bench/verify.py          (make bench-verify) the brief's sections rerun: about 10 minutes on a 2-core CPU
+    python bench/verify.py          (make bench-verify) the report's sections rerun: about 15 minutes on a 2-core CPU
     python bench/verify.py --smoke --out report-smoke   the same at smoke sizes, kept in scratch/: checks this script
 
 --loso: every seed of the registry's spread verified as a rerun elsewhere would be, against tolerances
 made from the other seeds alone (for each held-out seed, each other seed in turn as the recorded one).
-Without it: ``reproduce.py --verify --only sup,q1,q2,q3,q4 --threads 2`` against the registry (its
+Without it: ``reproduce.py --verify --only <the report's sections> --threads 2`` against the registry (its
 spread sets the tolerances), timed; two threads round differently from the recorded one, like another
 machine. Its wall time, numbers compared and verdict go into bench/results.json ("verify"), which the
 README's time-budget table shows. Either exits 1 on any number outside tolerance.
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-BRIEF = "sup,q1,q2,q3,q4"  # bench/run.py's brief sections
+REPORT = "sup,q1,q2,q3,q3x_sparse,q3x_rowadam,q3x_long,q4,q4conv,extra_beta,extra_range,extra"  # every section of the report
 THREADS = 2  # the rerun's torch threads (the registry's: 1)
 
 
@@ -45,9 +45,9 @@ def loso(out: Path) -> int:
 
 
 def rerun(out: Path, data_dir: Path, jobs: int | None, smoke: bool) -> int:
-    """The brief's sections with THREADS threads, verified against ``out``; the record merged into bench/results.json
+    """The report's sections with THREADS threads, verified against ``out``; the record merged into bench/results.json
     (scratch/bench-verify-smoke.json with ``smoke``)."""
-    command = ["--verify", "--only", BRIEF, "--threads", str(THREADS), "--out", str(out), "--data-dir", str(data_dir),
+    command = ["--verify", "--only", REPORT, "--threads", str(THREADS), "--out", str(out), "--data-dir", str(data_dir),
                *(["--jobs", str(jobs)] if jobs else []), *(["--smoke"] if smoke else [])]
     start = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "reproduce.py"), *command], capture_output=True, text=True, cwd=ROOT)
@@ -59,7 +59,7 @@ def rerun(out: Path, data_dir: Path, jobs: int | None, smoke: bool) -> int:
     failed = [line.split()[0] for line in done.stdout.splitlines() if line.endswith(" FAIL")]
     target = ROOT / "scratch" / "bench-verify-smoke.json" if smoke else ROOT / "bench" / "results.json"
     results = json.loads(target.read_text()) if target.is_file() else {}
-    results["verify"] = {"sections": BRIEF, "threads": THREADS, "wall_s": wall, "compared": int(compared[1]),
+    results["verify"] = {"sections": REPORT, "threads": THREADS, "wall_s": wall, "compared": int(compared[1]),
                          "failed": failed, "jobs": jobs or len(os.sched_getaffinity(0))}
     target.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(f"verify with {THREADS} threads: {wall:.0f} s, {compared[1]} numbers, {len(failed)} outside tolerance; "
