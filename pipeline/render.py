@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from . import SECTIONS, section_module
-from .document import (DOCUMENTS, PAGE_BUDGET, author, check_templates, document_pdf, iso_date, readme_context,
+from .document import (DOCUMENTS, PAGE_BUDGET, author, check_templates, document_pdf, readme_context,
                        render_markdown)
 from .interrupts import critical
+from .pdf import iso_date
 from .registry import atomic_write_all
 from .typeset import RenderError, check_fonts
 from .workers import WorkerDied, Workers

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .cache import ROOT
 from . import document
-from .document import PAGE_BUDGET, document_pdf, iso_date, readme_context, render_markdown
+from .document import PAGE_BUDGET, document_pdf, readme_context, render_markdown
+from .pdf import iso_date
 from .registry import Registry, atomic_write
 from .render import source_date_epoch, titles
 

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import reproduce
-from pipeline import document, registry
+from pipeline import document, pdf, registry
 from pipeline.interrupts import Interrupted, interruptible
 from pipeline.typeset import RenderError
 from test_cli import assert_one_line_error, invoke
@@ -137,8 +137,8 @@ def test_a_figure_weasyprint_cannot_draw_is_an_error_naming_it(tmp_path, svg):
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "q1_loss.svg").write_bytes(svg)
     with pytest.raises(RenderError) as err:
-        document.pdf_bytes('<p>text</p><img src="figures/q1_loss.svg">', tmp_path, 0,
-                           {"figures/q1_loss.svg": ("q1", None)}, "python reproduce.py --smoke --out x")
+        pdf.pdf_bytes('<p>text</p><img src="figures/q1_loss.svg">', tmp_path, 0,
+                      {"figures/q1_loss.svg": ("q1", None)}, "python reproduce.py --smoke --out x")
     assert "figure figures/q1_loss.svg of section q1" in str(err.value)
     assert "`python reproduce.py --smoke --out x --only q1 --force`" in str(err.value)
 
