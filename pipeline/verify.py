@@ -245,7 +245,10 @@ def leave_one_seed_out(registry: dict) -> list[Row]:
     spread, rows = registry["spread"], []
     elsewhere = {"device": "another seed"}
     for section, record in spread["sections"].items():
-        runs = [{key: v["values"][i] for key, v in record["metrics"].items()} for i in range(len(spread["seeds"]))]
+        entry = registry.get("sections", {}).get(section)
+        recorded_now = set(flatten(entry["metrics"])) if entry else set(record["metrics"])  # what verify would compare
+        runs = [{key: v["values"][i] for key, v in record["metrics"].items() if key in recorded_now}
+                for i in range(len(spread["seeds"]))]
         for out, held in enumerate(spread["seeds"]):
             kept = [i for i in range(len(runs)) if i != out]
             others = {**registry, "spread": {**spread, "seeds": [spread["seeds"][i] for i in kept], "sections": {

@@ -64,7 +64,8 @@ SMOKE = Config(epochs=2, eval_samples=2, n_train_eval=500, knn_reference=500, sa
 
 HEADLINE = ("test_elbo", "test ELBO (nats)")
 TOLERANCES = {"test_elbo": (1e-4, 3.0), "train_elbo": (1e-4, 3.0)}
-CHOICES = ("latent.top_pairs",)  # which digit pairs overlap most: near-ties another machine may rank otherwise
+CHOICES = ("latent.top_pairs", "critique.commonest")  # which pairs overlap most, which digit the prior draws most often:
+# argmaxes over near-ties that another machine may decide otherwise
 
 
 def ranks(v: torch.Tensor) -> torch.Tensor:
