@@ -92,8 +92,8 @@ def test_code_change_is_named(copied, tiny_data):
     reg = Registry(copied / "results.json")
     entry = reg.entry("q2")
     entry["code_files"]["experiments/brief/q2_sampling.py"] = "0" * 64
-    entry["key_parts"]["code"] = "changed"
-    entry["cache_key"] = "changed"
+    entry["key_parts"]["code"] = "1" * 64
+    entry["cache_key"] = "f" * 64
     reg.write(*reg.prepare("q2", entry, reg.data["provenance"]))
     opts = Options(out=copied, checkpoints=copied.parent / "report-ckpt", data_dir=tiny_data,
                    device=torch.device("cpu"), seed=0, threads=torch.get_num_threads(), smoke=True)
