@@ -241,10 +241,14 @@ def test_aligned_math_is_typeset():
 
 
 def test_companion_without_results_says_not_yet_computed_for_every_course():
-    """With an empty registry the companion's table has a "not yet computed" row for each of the four courses."""
+    """With an empty registry the companion's table says "not yet computed" for each of the four courses (at least once each)."""
     ctx = document.context({"provenance": {}}, TITLES, parts=document.COMPANION_PARTS, courses=document.COMPANION_COURSES, date="x")
     html = document.render_html("companion.html.j2", ctx, "C")
-    assert html.count("not yet computed") == len(document.COMPANION_COURSES) == 4
+    table = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = [row for row in table.split("<tr>") if "not yet computed" in row]
+    assert len(document.COMPANION_COURSES) == 4 and len(rows) >= 4
+    for course in ("tor_vae", "dtu_vae", "ein_vae", "stan_vae"):
+        assert any(f"--only {course}" in row for row in rows)
     for part in document.COMPANION_PARTS:
         assert part not in TITLES or f"python reproduce.py --only {part}" in html
 
