@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Which folders a run may own: where ``--out`` and ``--checkpoints`` may point (no torch, no writes).
 
 A run replaces README.md, results.json, the PDFs and figures/ in its output folder, and deletes files

@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Cross-device tolerances from the spread over seeds, with a stated family-wise false-alarm rate.
 
 Model: a correct rerun elsewhere changes a number like another seed does, so the difference d

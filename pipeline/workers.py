@@ -1,3 +1,4 @@
+# AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
 """Worker processes, one job at a time each, that say which job a dead worker held.
 
 ``concurrent.futures.ProcessPoolExecutor`` fails every job once one worker dies and terminates the

@@ -194,6 +194,7 @@ def test_an_output_pdf_that_is_a_folder_is_refused_before_training(tiny_data, tm
     """report.pdf being a folder is a one-line error before anything is computed or written."""
     out = tmp_path / "out"
     (out / "report.pdf").mkdir(parents=True)
+    (out / ".lock").touch()  # the output folder of an earlier run, so the folder itself is accepted
     result = CliRunner().invoke(reproduce.cli, ["--smoke", "--only", "sup", "--data-dir", str(tiny_data),
                                                 "--out", str(out), "--checkpoints", str(tmp_path / "ckpt")])
     assert_one_line_error(result, f"{out / 'report.pdf'}", "not a file")
