@@ -149,7 +149,7 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
             continue
         if any(key == c or key.startswith(c + ".") for c in choices):
             # which items an argmax or a ranking picked: another machine's rounding may pick another near-tie
-            rows.append(Row(f"{label} (a choice)", old, new, None, None, same is False or old == new))
+            rows.append(Row(f"{label} (a choice)", old, new, None, None, not same or old == new))
             continue
         if key in selects and len(a) == 1 and old != new:
             rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread, family))
