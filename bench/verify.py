@@ -2,6 +2,8 @@
 """--verify's false alarms, measured: does a correct rerun pass?
 
     python bench/verify.py --loso   (make verify-loso)  seconds, no training
+    python bench/verify.py --reproduced scratch/verify-<time>/results.json   re-judge a rerun's registry, no training
+    python bench/verify.py --loso --moved (or --reproduced PATH --moved)   is a 10 % change of each headline caught?
     python bench/verify.py          (make bench-verify) the report's sections rerun: about 15 minutes on a 2-core CPU
     python bench/verify.py --smoke --out report-smoke   the same at smoke sizes, kept in scratch/: checks this script
 
@@ -10,7 +12,10 @@ made from the other seeds alone (for each held-out seed, each other seed in turn
 Without it: ``reproduce.py --verify --only <the report's sections> --threads 2`` against the registry (its
 spread sets the tolerances), timed; two threads round differently from the recorded one, like another
 machine. Its wall time, numbers compared and verdict go into bench/results.json ("verify"), which the
-README's time-budget table shows. Either exits 1 on any number outside tolerance.
+README's time-budget table shows. --reproduced: the registry such a rerun left in scratch/ judged again
+against --out's under today's rules. Each exits 1 on any number outside tolerance. --moved: instead, per
+section with a HEADLINE, the rerun's headline set to the recorded value moved up and down by 10 % (the
+rest of the rerun kept), and verified; exits 1 unless every such change fails.
 """
 from __future__ import annotations
 
@@ -44,6 +49,48 @@ def loso(out: Path) -> int:
     return 1 if failed else 0
 
 
+def judged(out: Path, reproduced: Path) -> int:
+    """A registry that ``--verify`` left in scratch/, compared with ``out``'s as --verify would now, without training."""
+    from pipeline.registry import Registry
+    from pipeline.verify import judge
+
+    recorded, rerun = Registry(out / "results.json").valid_data(), Registry(reproduced).valid_data()
+    return judge(recorded, rerun, list(rerun["sections"]), f"reproduced registry: {reproduced}")
+
+
+def headlines_moved(out: Path, reproduced: Path | None) -> int:
+    """Each section's headline set to the recorded value +-10 % in a copy of the reproduced registry (or in every
+    leave-one-seed-out comparison): caught when every comparison holding it fails; a headline of 0 cannot move."""
+    from pipeline.registry import Registry
+    from pipeline.verify import compare, flatten, headline_of, leave_one_seed_out, moved, numbers
+
+    recorded = Registry(out / "results.json").valid_data()
+    verdicts: dict[str, list[bool]] = {}
+    for factor in (1.1, 0.9):
+        if reproduced is None:
+            rows = leave_one_seed_out(recorded, move=factor)
+        else:
+            rerun = Registry(reproduced).valid_data()["sections"]
+            rows = []
+            for name, entry in rerun.items():
+                flat, key = flatten(entry["metrics"]), headline_of(name)
+                if name in recorded["sections"] and key in flat:
+                    value = flatten(recorded["sections"][name]["metrics"])[key]
+                    copy = {**entry, "metrics": {**flat, key: [*flat[key][:-1], moved(value, factor)[-1]]
+                                                 if isinstance(value, list) else moved(value, factor)}}
+                    rows += [r for r in compare(name, recorded["sections"][name], copy, recorded)
+                             if r.metric == f"{name}.{key}"]
+        for r in rows:
+            if numbers(r.recorded)[-1] != 0:
+                verdicts.setdefault(r.metric.split(" (")[0], []).append(not r.ok)
+    for metric, fails in verdicts.items():
+        print(f"{metric:50} {'caught' if all(fails) else 'NOT caught'} ({sum(fails)} of {len(fails)} comparisons fail)")
+    missed = [m for m, fails in verdicts.items() if not all(fails)]
+    print(f"a 10% change of each of {len(verdicts)} headlines: {len(verdicts) - len(missed)} caught"
+          + (f"; not caught: {', '.join(missed)}" if missed else ""))
+    return 1 if missed else 0
+
+
 def rerun(out: Path, data_dir: Path, jobs: int | None, smoke: bool) -> int:
     """The report's sections with THREADS threads, verified against ``out``; the record merged into bench/results.json
     (scratch/bench-verify-smoke.json with ``smoke``)."""
@@ -70,12 +117,19 @@ def rerun(out: Path, data_dir: Path, jobs: int | None, smoke: bool) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loso", action="store_true", help="leave one seed out of the recorded spread (no training)")
+    parser.add_argument("--reproduced", type=Path, default=None,
+                        help="a registry --verify reproduced (scratch/verify-*/results.json): judge it, no training")
+    parser.add_argument("--moved", action="store_true", help="with --loso or --reproduced: move each headline by 10 %%")
     parser.add_argument("--out", type=Path, default=ROOT / "report", help="the registry's folder [default: report/]")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MNIST_DATA_DIR", ROOT / "data")))
     parser.add_argument("--jobs", type=int, default=None, help="passed to reproduce.py [default: its own]")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (give a smoke registry's --out)")
     args = parser.parse_args()
-    sys.exit(loso(args.out) if args.loso else rerun(args.out, args.data_dir, args.jobs, args.smoke))
+    if args.moved:
+        sys.exit(headlines_moved(args.out, None if args.loso else args.reproduced))
+    if args.loso or args.reproduced:
+        sys.exit(loso(args.out) if args.loso else judged(args.out, args.reproduced))
+    sys.exit(rerun(args.out, args.data_dir, args.jobs, args.smoke))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ deviation of a number across a few seeds stands in for its spread across machine
 
 The seed of the registry is read from it where its entries are fresh; every other seed is computed
 into ``scratch/spread-<time>/seed-<n>/``. The record, ``"spread"`` at the top of the registry:
-``{"seeds", "commit", "smoke", "env", "finished_at", "sections": {name: {"config", "metrics":
-{dotted key: {"values": [per seed], "sd": number or per-element list}}}}}``.
+``{"seeds", "commit", "smoke", "env", "finished_at", "sections": {name: {"seeds", "config", "metrics":
+{dotted key: {"values": [per seed], "sd": number or per-element list}}}}}``. Each section keeps its own
+seeds (cheap ones may have more; a later ``--spread --only X`` replaces X's alone); the top-level
+``seeds`` are the list most sections have, and a record written before sections had their own seeds
+stands for all of them.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import click
 
 from .cache import ROOT, jsonable_config
 from .runner import Options, Runner, SECTIONS
-from .verify import flatten, numbers
+from .verify import flatten, numbers, section_seeds
 
 
 def spread_of(runs: list[dict]) -> dict[str, dict]:
@@ -61,13 +64,16 @@ def record_spread(opts: Options, selected: list[str], seeds: list[int]) -> int:
         runner = Runner(dataclasses.replace(opts, seed=seed, out=folder, checkpoints=folder / "checkpoints", force=True))
         runner.run(names)
         metrics[seed] = {n: runner.registry.entry(n)["metrics"] for n in names}
-    sections = {n: {"config": jsonable_config(main.config(n)), "metrics": spread_of([metrics[s][n] for s in seeds])}
-                for n in names}
+    sections = {n: {"seeds": seeds, "config": jsonable_config(main.config(n)),
+                    "metrics": spread_of([metrics[s][n] for s in seeds])} for n in names}
     old = main.registry.data.get("spread") or {}
-    kept = {n: v for n, v in old.get("sections", {}).items() if n not in sections and old.get("seeds") == seeds}
-    record = {"seeds": seeds, "commit": main.git["commit"], "smoke": opts.smoke, "env": main.env,
-              "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "sections": {**kept, **sections}}
+    kept = {n: {**v, "seeds": section_seeds(old, n)} for n, v in old.get("sections", {}).items()
+            if n not in sections and old.get("smoke") == opts.smoke}
+    every = {**kept, **sections}
+    lists = [tuple(v["seeds"]) for v in every.values()]
+    record = {"seeds": list(max(lists, key=lists.count)), "commit": main.git["commit"], "smoke": opts.smoke,
+              "env": main.env, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "sections": every}
     main.registry.put_meta("spread", record)
     click.echo(f"recorded the spread of {sum(len(s['metrics']) for s in sections.values())} numbers over seeds "
                f"{', '.join(map(str, seeds))} in {opts.out / 'results.json'}", err=True)

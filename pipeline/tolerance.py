@@ -25,12 +25,27 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 from dataclasses import dataclass
 
 FALSE_ALARM = 0.05  # family-wise: the chance that a correct rerun fails anywhere among the numbers with a spread
 POOL = 3  # elements of a list whose variances are pooled (itself and its nearest neighbours)
 HEADLINE_CAP = 0.09  # a headline number's tolerance is at most this fraction of its value (a 10 % change fails)
 CAP_MAX_RATE = 0.05  # ... unless that cap alone would fail a correct rerun more often than this
+
+# How some numbers vary, declared per section here rather than in the sections' modules (a module's code is part of
+# its cache key: a declaration there would make its results stale). Key, or prefix ending in ".", -> rule:
+#   "items": a list of exchangeable items (restarts from random initialisations): pooled over the whole list, as a
+#       nested list (a table of randomly drawn images) always is;
+#   "log": positive and heavy-tailed (an effective sample size, 1 to M): compared as its logarithm;
+#   ("like", key): the same quantity as each item of the list ``key`` (the main run is restart 0): its spread;
+#   ("unit", u): a count reported in steps of u (pixels / 784): one step is within the count's resolution.
+NOISE: dict[str, dict[str, str | tuple]] = {
+    "q4": {f"images.{split}.{ess}": "log" for split in ("train", "test") for ess in ("ess", "ref_ess")},
+    "stan_nn": {"restarts.": "items", **{key: ("like", f"restarts.{key}")
+                                         for key in ("dead_units", "final_loss", "test_accuracy", "train_accuracy")}},
+    "dtu_gauss": {"learned_sigma.floor_share": ("unit", 1 / 784)},
+}
 
 
 def _beta_fraction(a: float, b: float, x: float) -> float:
@@ -79,14 +94,16 @@ def t_quantile(rate: float, nu: float) -> float:
 
 def pooled(sds: list[float], pool: int = POOL) -> list[tuple[float, int]]:
     """Per element of a list: (the larger of its SD and the RMS SD of the ``pool`` nearest elements, how many were
-    pooled). The larger, so that an element whose SD stands out from its neighbours keeps it; where the nearest
-    elements all have SD 0 (seeds that agreed on a count), the whole list's RMS SD."""
+    pooled). The larger, so that an element whose SD stands out from its neighbours keeps it. SDs of exactly 0 (seeds
+    that agreed on a count, or a value pinned at a bound such as a recall of 0) are left out of a pool: they say
+    nothing about the spread of the others; where the nearest elements all have SD 0, the whole list's nonzero SDs."""
     rms = lambda window: math.sqrt(sum(s * s for s in window) / len(window))  # noqa: E731
     width = min(pool, len(sds))
+    everywhere = [s for s in sds if s] or sds
     out = []
     for i, own in enumerate(sds):
         start = min(max(0, i - width // 2), len(sds) - width)
-        window = sds[start:start + width] if any(sds[start:start + width]) else sds
+        window = [s for s in sds[start:start + width] if s] or everywhere
         out.append((max(own, rms(window)), len(window)))
     return out
 
@@ -117,18 +134,22 @@ class SpreadTolerance:
     uncapped: bool  # a headline whose 10 % change lies within its seed spread (the cap would fail correct reruns)
 
     @classmethod
-    def of(cls, spread: dict, key: str, recorded: list[float], family: int, headline: bool) -> SpreadTolerance:
-        record = spread[key]
+    def of(cls, spread: dict, key: str, recorded: list[float], family: int, headline: bool,
+           rule: str | tuple | None = None) -> SpreadTolerance:
+        source = rule[1] if isinstance(rule, tuple) and rule[0] == "like" else key
+        record = spread[source]
         seeds = len(record["values"])
-        if isinstance(record["sd"], list) and any(isinstance(v, list) for v in record["values"][0]):
-            # a table of items (images per digit): exchangeable elements, pooled over the whole table
-            pools = pooled(record["sd"], len(record["sd"]))
+        if isinstance(record["sd"], list) and (rule == "items" or source != key or
+                                               any(isinstance(v, list) for v in record["values"][0])):
+            # exchangeable items (images per digit, restarts; a run like them): pooled over the whole list
+            pools = pooled(record["sd"], len(record["sd"]))[:len(recorded)]
         elif isinstance(record["sd"], list):
             pools = pooled(record["sd"])
         else:  # a scalar: pooled with its siblings' SDs
             group = [k for k in siblings(key, list(spread)) if not isinstance(spread[k]["sd"], list)]
             pools = pooled([spread[k]["sd"] for k in group], len(group))[:1]
-        tols = [multiple(width * (seeds - 1), family) * sd for sd, width in pools]
+        unit = rule[1] if isinstance(rule, tuple) and rule[0] == "unit" else 0.0
+        tols = [max(multiple(width * (seeds - 1), family) * sd, unit * (1 + 1e-9)) for sd, width in pools]
         rate, uncapped = len(tols) * FALSE_ALARM / family, False
         cap = HEADLINE_CAP * abs(recorded[-1])
         if headline and tols[-1] > cap:
@@ -138,3 +159,18 @@ class SpreadTolerance:
             if not uncapped:
                 tols[-1], rate = cap, rate - FALSE_ALARM / family + capped
         return cls(tols, rate, uncapped)
+
+
+def rule_of(section: str, key: str) -> str | tuple | None:
+    """The NOISE rule declared for a section's number (by its key or a prefix of it), or None."""
+    rules = NOISE.get(section, {})
+    return next((r for k, r in rules.items() if key == k or (k.endswith(".") and key.startswith(k))), None)
+
+
+def logged(record: dict) -> dict:
+    """A spread record of positive numbers as their logarithms: values (nesting kept) and per-element SDs."""
+    log = lambda v: [log(x) for x in v] if isinstance(v, list) else math.log(v)  # noqa: E731
+    values = [log(v) for v in record["values"]]
+    flat = lambda v: [y for x in v for y in flat(x)] if isinstance(v, list) else [v]  # noqa: E731
+    sds = [statistics.stdev(column) for column in zip(*(flat(v) for v in values))]
+    return {"values": values, "sd": sds if isinstance(record["sd"], list) else sds[0]}

@@ -41,7 +41,7 @@ import click
 from . import section_module
 from .cache import ROOT
 from .registry import Registry
-from .tolerance import FALSE_ALARM, SpreadTolerance
+from .tolerance import FALSE_ALARM, SpreadTolerance, logged, rule_of
 
 if TYPE_CHECKING:
     from .runner import Options
@@ -94,6 +94,11 @@ def usable_spread(registry: dict, section: str, entry: dict) -> dict[str, dict]:
     return record["metrics"]
 
 
+def section_seeds(spread: dict, section: str) -> list[int]:
+    """The seeds of a section's spread: its own list, or (a record from before sections had one) the record's."""
+    return spread.get("sections", {}).get(section, {}).get("seeds") or spread["seeds"]
+
+
 def family_size(registry: dict) -> int:
     """How many numbers the registry's spread covers (every element of every list): the Bonferroni family."""
     sections = (registry.get("spread") or {}).get("sections", {})
@@ -104,7 +109,7 @@ class Rule:
     """Per-element tolerances of one metric, whether a difference passes, and the false-alarm rate they allow."""
 
     def __init__(self, key: str, recorded: list, same: bool, declared: dict, spread: dict, family: int = 1,
-                 headline: bool = False):
+                 headline: bool = False, noise: str | tuple | None = None):
         self.ints = all(isinstance(x, int) for x in recorded)
         self.seen: list[tuple[float, float]] | None = None
         self.rate: float | None = None  # under the spread's model; None where the tolerance is not from a spread
@@ -113,7 +118,7 @@ class Rule:
             self.tols = ([declared[key][0]] * len(recorded) if key in declared
                          else [0.0 if self.ints else DEFAULT_SAME_REL * max(1.0, abs(x)) for x in recorded])
         elif key in spread:
-            made = SpreadTolerance.of(spread, key, recorded, family, headline)
+            made = SpreadTolerance.of(spread, key, recorded, family, headline, noise)
             self.tols = [max(tol, DEFAULT_SAME_REL * max(1.0, abs(x))) for tol, x in zip(made.tols, recorded)]
             self.rate, self.uncapped = made.rate, made.uncapped
             if self.ints:  # the range of values the seeds gave, per element
@@ -134,7 +139,7 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
     declared, selects = getattr(module, "TOLERANCES", {}), getattr(module, "SELECTS", {})
     choices = getattr(module, "CHOICES", ())
     spread = usable_spread(registry or {}, section, recorded)
-    family, headline = family_size(registry or {}), getattr(module, "HEADLINE", (None,))[0]
+    family, headline = family_size(registry or {}), headline_of(section)
     same = recorded.get("env") == reproduced.get("env")
     old_flat, new_flat = flatten(recorded["metrics"]), flatten(reproduced["metrics"])
     rows = []
@@ -154,7 +159,12 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
         if key in selects and len(a) == 1 and old != new:
             rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread, family))
             continue
-        rule = Rule(key, a, same, declared, spread, family, key == headline)
+        noise, spread_here = rule_of(section, key), spread
+        if noise == "log" and not same and key in spread and min(a + b) > 0:
+            # positive and heavy-tailed: its logarithm, and the spread of the logarithm
+            a, b, spread_here, label = ([math.log(x) for x in a], [math.log(x) for x in b],
+                                        {**spread, key: logged(spread[key])}, f"{label} (log)")
+        rule = Rule(key, a, same, declared, spread_here, family, key == headline, noise)
         diffs = [abs(x - y) for x, y in zip(a, b)]
         worst = max(range(len(a)), key=lambda i: diffs[i] - rule.tols[i])
         ok = all(rule.ok(i, b[i], diffs[i]) for i in range(len(a)))
@@ -204,7 +214,11 @@ def basis(rows: list[Row], same: bool, registry: dict) -> str:
         return "within the cross-device defaults (no spread recorded: make spread)"
     rate = sum(r.rate for r in rows if r.rate is not None)
     blind = [r.metric for r in rows if r.uncapped]
-    return (f"tolerances from the spread over seeds {', '.join(map(str, spread['seeds']))} where recorded: a correct "
+    own = {name: seeds for name in {r.metric.split(".")[0] for r in rows}
+           if (seeds := section_seeds(spread, name)) != spread["seeds"]}
+    return (f"tolerances from the spread over seeds {', '.join(map(str, spread['seeds']))}" +
+            "".join(f" ({name}: {', '.join(map(str, seeds))})" for name, seeds in sorted(own.items())) +
+            " where recorded: a correct "
             f"rerun fails any of its numbers here with chance at most {rate:.1%}, if this machine moves them no more than "
             f"another seed does" +
             (f"; a 10% change of {', '.join(blind)} lies within that spread" if blind else ""))
@@ -225,21 +239,41 @@ def verify(opts: Options, selected: list[str]) -> int:
     start = time.perf_counter()
     runner = Runner(dataclasses.replace(opts, out=scratch, checkpoints=scratch / "checkpoints", force=True))
     runner.run(selected)
-    rows = [row for name in runner.executed if reference.entry(name)
-            for row in compare(name, reference.entry(name), runner.registry.entry(name), reference.data)]
+    return judge(reference.valid_data(), runner.registry.valid_data(), runner.executed,
+                 f"in {time.perf_counter() - start:.0f}s; reproduced registry: {scratch / 'results.json'}")
+
+
+def judge(recorded: dict, reproduced: dict, names: list[str], note: str = "") -> int:
+    """Compare the sections ``names`` of a reproduced registry with the recorded one: the table, the verdict and what
+    its tolerances rest on; 1 if any number lies outside tolerance. ``bench/verify.py --reproduced`` re-judges a
+    registry that ``--verify`` left in scratch/ this way, without training."""
+    names = [n for n in names if n in recorded.get("sections", {}) and n in reproduced.get("sections", {})]
+    rows = [row for name in names
+            for row in compare(name, recorded["sections"][name], reproduced["sections"][name], recorded)]
     print_table(rows)
     failed = [r for r in rows if not r.ok]
-    same = all(reference.entry(n).get("env") == runner.registry.entry(n).get("env") for n in runner.executed)
-    click.echo(f"\n{len(rows)} numbers in {', '.join(runner.executed)} compared on "
-               f"{'the same' if same else 'a different'} device/environment as recorded ({basis(rows, same, reference.data)}), "
-               f"in {time.perf_counter() - start:.0f}s; reproduced registry: {scratch / 'results.json'}")
+    same = all(recorded["sections"][n].get("env") == reproduced["sections"][n].get("env") for n in names)
+    click.echo(f"\n{len(rows)} numbers in {', '.join(names)} compared on "
+               f"{'the same' if same else 'a different'} device/environment as recorded ({basis(rows, same, recorded)})"
+               + (f", {note}" if note else ""))
     click.echo(f"{len(failed)} outside tolerance" if failed else "all within tolerance")
     return 1 if failed else 0
 
 
-def leave_one_seed_out(registry: dict) -> list[Row]:
+def headline_of(section: str) -> str | None:
+    """The key of the section's HEADLINE number, or None."""
+    return getattr(section_module(section), "HEADLINE", (None,))[0]
+
+
+def moved(value: Any, factor: float) -> Any:
+    """A headline value changed by ``factor`` (1.1: up 10 %): a scalar, or the last element of a list."""
+    return [*value[:-1], value[-1] * factor] if isinstance(value, list) else value * factor
+
+
+def leave_one_seed_out(registry: dict, move: float | None = None) -> list[Row]:
     """Every seed of the recorded spread checked as a rerun elsewhere would be: for each held-out seed and each
-    other seed as the recorded one, the held-out seed's numbers against tolerances made from the other seeds alone."""
+    other seed as the recorded one, the held-out seed's numbers against tolerances made from the other seeds alone.
+    With ``move``, the headline's row alone, the rerun's headline being the recorded one times ``move``."""
     from .spread import spread_of  # imports torch
 
     spread, rows = registry["spread"], []
@@ -247,15 +281,20 @@ def leave_one_seed_out(registry: dict) -> list[Row]:
     for section, record in spread["sections"].items():
         entry = registry.get("sections", {}).get(section)
         recorded_now = set(flatten(entry["metrics"])) if entry else set(record["metrics"])  # what verify would compare
+        headline, seeds = headline_of(section), section_seeds(spread, section)
+        if move is not None and headline not in recorded_now & set(record["metrics"]):
+            continue
         runs = [{key: v["values"][i] for key, v in record["metrics"].items() if key in recorded_now}
-                for i in range(len(spread["seeds"]))]
-        for out, held in enumerate(spread["seeds"]):
+                for i in range(len(seeds))]
+        for out, held in enumerate(seeds):
             kept = [i for i in range(len(runs)) if i != out]
-            others = {**registry, "spread": {**spread, "seeds": [spread["seeds"][i] for i in kept], "sections": {
-                **spread["sections"], section: {**record, "metrics": spread_of([runs[i] for i in kept])}}}}
+            others = {**registry, "spread": {**spread, "sections": {**spread["sections"], section: {
+                **record, "seeds": [seeds[i] for i in kept], "metrics": spread_of([runs[i] for i in kept])}}}}
             for i in kept:
                 recorded = {"env": {}, "smoke": spread["smoke"], "config": record["config"], "metrics": runs[i]}
-                rerun = {"env": elsewhere, "metrics": runs[out]}
-                rows += [dataclasses.replace(row, metric=f"{row.metric} (seed {held} vs {spread['seeds'][i]})")
-                         for row in compare(section, recorded, rerun, others)]
+                rerun = {"env": elsewhere, "metrics": runs[out] if move is None else
+                         {**runs[out], headline: moved(runs[i][headline], move)}}
+                rows += [dataclasses.replace(row, metric=f"{row.metric} (seed {held} vs {seeds[i]})")
+                         for row in compare(section, recorded, rerun, others)
+                         if move is None or row.metric == f"{section}.{headline}"]
     return rows

@@ -15,7 +15,7 @@ from pipeline.runner import Runner
 from pipeline.spread import spread_of
 from pipeline import tolerance
 from pipeline.tolerance import FALSE_ALARM, multiple, pooled, siblings, t_quantile, t_two_sided
-from pipeline.verify import compare, leave_one_seed_out
+from pipeline.verify import compare, judge, leave_one_seed_out
 
 HERE = {"device": "cpu", "device_name": "Intel Xeon", "threads": 1}
 ELSEWHERE = {"device": "cpu", "device_name": "AMD EPYC", "threads": 1}
@@ -59,10 +59,11 @@ def test_the_t_tail_and_quantile_match_closed_forms():
     assert t_quantile(0.05, 1) == pytest.approx(12.706205, abs=1e-6)
 
 
-def test_pooling_takes_the_rms_of_the_nearest_elements_and_never_less_than_its_own():
-    """Each element: max(own SD, RMS over the 3 nearest, shifted inward at the ends); an all-zero window takes the whole list."""
-    assert pooled([3.0, 4.0, 0.0, 0.0], 3) == [(max(3.0, (25 / 3) ** 0.5), 3), (4.0, 3), ((16 / 3) ** 0.5, 3), ((16 / 3) ** 0.5, 3)]
-    assert pooled([0.0, 0.0, 0.0, 2.0], 2) == [(1.0, 4), (1.0, 4), (1.0, 4), (2.0, 2)]
+def test_pooling_takes_the_rms_of_the_nearest_nonzero_sds_and_never_less_than_its_own():
+    """Each element: max(own SD, RMS over the nonzero SDs of the 3 nearest, shifted inward at the ends); a window of zeros
+    takes the whole list's nonzero SDs."""
+    assert pooled([3.0, 4.0, 0.0, 0.0], 3) == [(max(3.0, 12.5 ** 0.5), 2), (4.0, 2), (4.0, 1), (4.0, 1)]
+    assert pooled([0.0, 0.0, 0.0, 2.0], 2) == [(2.0, 1), (2.0, 1), (2.0, 1), (2.0, 1)]
 
 
 def test_siblings_are_the_same_field_of_other_models():
@@ -213,3 +214,60 @@ def test_sections_run_on_cuda_side_by_side(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     sections = json.loads((tmp_path / "report" / "results.json").read_text())["sections"]
     assert {e["env"]["device"] for e in sections.values()} == {"cuda"}
+
+
+def test_a_main_run_declared_like_its_restarts_takes_their_pooled_spread(monkeypatch):
+    """A run whose seeds agreed (SD 0) but which is one of ten restarts that disagree passes a stuck-mode value."""
+    monkeypatch.setitem(tolerance.NOISE, "sup", {"acc": ("like", "restarts.acc"), "restarts.": "items"})
+    restarts = [[1.0] * 9 + [0.8], [1.0] * 8 + [0.8, 1.0], [1.0] * 10]
+    sds = [statistics.stdev(column) for column in zip(*restarts)]
+    registry = spread_registry({"acc": {"values": [1.0, 1.0, 1.0], "sd": 0.0}, "restarts.acc": {"values": restarts, "sd": sds}})
+    recorded = entry(HERE, acc=1.0, restarts={"acc": restarts[0]})
+    assert verdicts(compare("sup", recorded, entry(ELSEWHERE, acc=0.8, restarts={"acc": restarts[1]}), registry))["sup.acc"]
+    monkeypatch.setitem(tolerance.NOISE, "sup", {})
+    assert not verdicts(compare("sup", recorded, entry(ELSEWHERE, acc=0.8, restarts={"acc": restarts[1]}), registry))["sup.acc"]
+
+
+def test_a_number_declared_log_is_compared_as_its_logarithm(monkeypatch):
+    """An ESS (1 to M) declared "log": a jump from 1.02 to 3.8 within the items' log spread passes, to 400 fails."""
+    monkeypatch.setitem(tolerance.NOISE, "sup", {"ess": "log"})
+    values = [[1.0, 2.5, 1.1, 1.9], [1.6, 1.0, 2.2, 1.0], [1.0, 1.3, 1.0, 2.6]]
+    sds = [statistics.stdev(column) for column in zip(*values)]
+    registry = spread_registry({"ess": {"values": values, "sd": sds}})
+    recorded = entry(HERE, ess=[1.02, 1.0, 1.0, 1.0])
+    assert verdicts(compare("sup", recorded, entry(ELSEWHERE, ess=[3.8, 1.0, 1.0, 1.0]), registry)) == {"sup.ess (log)": True}
+    assert verdicts(compare("sup", recorded, entry(ELSEWHERE, ess=[400.0, 1.0, 1.0, 1.0]), registry)) == {"sup.ess (log)": False}
+
+
+def test_a_share_of_a_count_declared_with_its_unit_passes_one_unit_and_fails_two(monkeypatch):
+    """162 of 784 pixels in every seed (SD 0): 163 of 784 is within the count's resolution, 164 of 784 is not."""
+    monkeypatch.setitem(tolerance.NOISE, "sup", {"share": ("unit", 1 / 784)})
+    registry = spread_registry({"share": {"values": [162 / 784] * 3, "sd": 0.0}})
+    recorded = entry(HERE, share=162 / 784)
+    assert verdicts(compare("sup", recorded, entry(ELSEWHERE, share=163 / 784), registry)) == {"sup.share": True}
+    assert verdicts(compare("sup", recorded, entry(ELSEWHERE, share=164 / 784), registry)) == {"sup.share": False}
+
+
+def test_leaving_a_seed_out_uses_the_sections_own_seeds_or_the_records():
+    """A section recorded with five seeds gives 5 x 4 rows per number, named by its seeds; one without a list, the record's."""
+    registry = spread_registry({"test_acc": {"values": [0.99, 0.991, 0.989, 0.99, 0.992], "sd": 0.001}}, seeds=(0, 1, 2))
+    registry["spread"]["sections"]["sup"]["seeds"] = [0, 1, 2, 3, 7]
+    rows = leave_one_seed_out(registry)
+    assert len(rows) == 20 and "sup.test_acc (seed 7 vs 3)" in {r.metric for r in rows}
+    older = spread_registry({"test_acc": {"values": [0.99, 0.991, 0.989], "sd": 0.001}}, seeds=(0, 4, 5))
+    assert {r.metric for r in leave_one_seed_out(older)} >= {"sup.test_acc (seed 5 vs 4)"}
+
+
+def test_leaving_a_seed_out_with_the_headline_moved_ten_percent_fails_it():
+    """With move=1.1, each comparison gives the headline's row alone, and a narrow spread fails it everywhere."""
+    registry = spread_registry({"test_acc": {"values": [0.99, 0.991, 0.989], "sd": 0.001}})
+    rows = leave_one_seed_out(registry, move=1.1)
+    assert len(rows) == 6 and not any(r.ok for r in rows) and {r.metric.split(" (")[0] for r in rows} == {"sup.test_acc"}
+
+
+def test_a_reproduced_registry_is_judged_without_training():
+    """judge() compares the sections both registries hold: 0 when within tolerance, 1 when a number is outside."""
+    recorded = {**spread_registry({"test_acc": {"values": [0.99, 0.991, 0.989], "sd": 0.001}}),
+                "sections": {"sup": entry(HERE, test_acc=0.990)}}
+    assert judge(recorded, {"sections": {"sup": entry(ELSEWHERE, test_acc=0.9905)}}, ["sup"]) == 0
+    assert judge(recorded, {"sections": {"sup": entry(ELSEWHERE, test_acc=0.9)}}, ["sup"]) == 1
