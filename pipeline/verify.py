@@ -217,8 +217,8 @@ def basis(rows: list[Row], same: bool, registry: dict) -> str:
     own = {name: seeds for name in {r.metric.split(".")[0] for r in rows}
            if (seeds := section_seeds(spread, name)) != spread["seeds"]}
     return (f"tolerances from the spread over seeds {', '.join(map(str, spread['seeds']))}" +
-            "".join(f" ({name}: {', '.join(map(str, seeds))})" for name, seeds in sorted(own.items())) +
-            " where recorded: a correct "
+            (" (" + "; ".join(f"{name}: {', '.join(map(str, seeds))}" for name, seeds in sorted(own.items())) + ")"
+             if own else "") + " where recorded: a correct "
             f"rerun fails any of its numbers here with chance at most {rate:.1%}, if this machine moves them no more than "
             f"another seed does" +
             (f"; a 10% change of {', '.join(blind)} lies within that spread" if blind else ""))

@@ -271,3 +271,14 @@ def test_a_reproduced_registry_is_judged_without_training():
                 "sections": {"sup": entry(HERE, test_acc=0.990)}}
     assert judge(recorded, {"sections": {"sup": entry(ELSEWHERE, test_acc=0.9905)}}, ["sup"]) == 0
     assert judge(recorded, {"sections": {"sup": entry(ELSEWHERE, test_acc=0.9)}}, ["sup"]) == 1
+
+
+def test_a_spread_of_one_section_keeps_the_others_with_their_own_seeds(copied, tiny_data):
+    """--spread --only sup over seeds 0, 1 keeps a section of an older record (one seed list for all) under its seeds."""
+    registry = json.loads((copied / "results.json").read_text())
+    registry["spread"] = {"seeds": [0, 5, 6], "smoke": True, "commit": "x", "env": {}, "finished_at": "x", "sections": {
+        "q1": {"config": {}, "metrics": {"gap": {"values": [1.0, 2.0, 3.0], "sd": 1.0}}}}}
+    (copied / "results.json").write_text(json.dumps(registry))
+    assert smoke(tiny_data, copied, "--spread", "--seeds", "0,1", "--only", "sup").exit_code == 0
+    sections = json.loads((copied / "results.json").read_text())["spread"]["sections"]
+    assert sections["q1"]["seeds"] == [0, 5, 6] and sections["sup"]["seeds"] == [0, 1]
