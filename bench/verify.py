@@ -13,7 +13,8 @@ Without it: ``reproduce.py --verify --only <the report's sections> --threads 2``
 spread sets the tolerances), timed; two threads round differently from the recorded one, like another
 machine. Its wall time, numbers compared and verdict go into bench/results.json ("verify"), which the
 README's time-budget table shows. --reproduced: the registry such a rerun left in scratch/ judged again
-against --out's under today's rules. Each exits 1 on any number outside tolerance. --moved: instead, per
+against --out's under today's rules (--record: its verdict replaces the one in bench/results.json, whose
+wall time it keeps). Each exits 1 on any number outside tolerance. --moved: instead, per
 section with a HEADLINE, the rerun's headline set to the recorded value moved up and down by 10 % (the
 rest of the rerun kept), and verified; exits 1 unless every such change fails.
 """
@@ -49,13 +50,23 @@ def loso(out: Path) -> int:
     return 1 if failed else 0
 
 
-def judged(out: Path, reproduced: Path) -> int:
-    """A registry that ``--verify`` left in scratch/, compared with ``out``'s as --verify would now, without training."""
+def judged(out: Path, reproduced: Path, record: bool) -> int:
+    """A registry that ``--verify`` left in scratch/, compared with ``out``'s as --verify would now, without training;
+    with ``record``, the verdict replaces bench/results.json's ("verify": numbers compared, those outside tolerance)."""
     from pipeline.registry import Registry
     from pipeline.verify import judge
 
     recorded, rerun = Registry(out / "results.json").valid_data(), Registry(reproduced).valid_data()
-    return judge(recorded, rerun, list(rerun["sections"]), f"reproduced registry: {reproduced}")
+    rows = judge(recorded, rerun, list(rerun["sections"]), f"reproduced registry: {reproduced}")
+    failed = [r.metric for r in rows if not r.ok]
+    target = ROOT / "bench" / "results.json"
+    if record and target.is_file() and "verify" in (results := json.loads(target.read_text())):
+        results["verify"].update(compared=len(rows), failed=failed, judged_again=str(reproduced))
+        target.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        print(f"wrote the verdict into {target}; python reproduce.py --render puts it in README.md")
+    elif record:
+        print(f"{target} holds no verify record to replace: make bench-verify writes one")
+    return 1 if failed else 0
 
 
 def headlines_moved(out: Path, reproduced: Path | None) -> int:
@@ -119,6 +130,8 @@ def main() -> None:
     parser.add_argument("--loso", action="store_true", help="leave one seed out of the recorded spread (no training)")
     parser.add_argument("--reproduced", type=Path, default=None,
                         help="a registry --verify reproduced (scratch/verify-*/results.json): judge it, no training")
+    parser.add_argument("--record", action="store_true",
+                        help="with --reproduced: its verdict replaces bench/results.json's (the rerun's wall time kept)")
     parser.add_argument("--moved", action="store_true", help="with --loso or --reproduced: move each headline by 10 %%")
     parser.add_argument("--out", type=Path, default=ROOT / "report", help="the registry's folder [default: report/]")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MNIST_DATA_DIR", ROOT / "data")))
@@ -128,7 +141,7 @@ def main() -> None:
     if args.moved:
         sys.exit(headlines_moved(args.out, None if args.loso else args.reproduced))
     if args.loso or args.reproduced:
-        sys.exit(loso(args.out) if args.loso else judged(args.out, args.reproduced))
+        sys.exit(loso(args.out) if args.loso else judged(args.out, args.reproduced, args.record))
     sys.exit(rerun(args.out, args.data_dir, args.jobs, args.smoke))
 
 

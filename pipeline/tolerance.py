@@ -4,11 +4,18 @@
 Model: a correct rerun elsewhere changes a number like another seed does, so the difference d
 between the rerun and the recorded value has variance 2 sigma^2, sigma being the number's SD over
 seeds. Its estimate s has few degrees of freedom (nu = seeds - 1 = 2 with three seeds), so one
-element's s can be several times too small by chance. Two remedies:
+element's s can be several times too small by chance. Three remedies:
 
 * pooling: an element of a list (a per-epoch series) takes the RMS SD of the POOL nearest
   elements of its list (of a nested list, a table of exchangeable items such as images per digit: of all of them), a scalar that of its siblings (the same quantity of other models,
   ``models.*.fd``), with nu = (elements pooled) * (seeds - 1); never less than its own SD;
+* declarations (``NOISE``, per section) where pooling by position would misjudge a number: a list of
+  exchangeable items (restarts) pooled over the whole list; a run that is one of those items (stan_nn's
+  main run is restart 0) given their spread, since its own three values say little about a bimodal
+  outcome; a positive heavy-tailed number (an ESS of 1 to 4 out of 1000) compared as its logarithm,
+  whose spread is far less skewed; a count reported as a share given one unit of resolution (seeds that
+  agreed on 162 of 784 pixels do not make 163 a failure). SDs of exactly 0 are left out of every pool:
+  a value pinned at a bound (a recall of 0 for every seed) says nothing about the spread of the others;
 * Student's t: d / (sqrt(2) s) follows t with nu degrees of freedom, so the tolerance
   sqrt(2) * t_nu^-1(1 - a/2) * s is exceeded by a correct rerun with probability a, whatever sigma
   is. Bonferroni: with a = FALSE_ALARM / N for each of the N numbers the spread covers, the chance
@@ -18,8 +25,10 @@ A section's HEADLINE (the last element, for a list) should still fail when moved
 tolerance comes out wider than HEADLINE_CAP of its value it is capped there, and the chance that the
 cap fails a correct rerun is added to the stated rate in place of its share a, unless that chance
 exceeds CAP_MAX_RATE. Then the number is left uncapped and named: a 10 % change lies within what
-another seed gives, and no cross-device check can tell it from a correct rerun. No scipy: the t
-tail is the regularised incomplete beta function.
+another seed gives, and no cross-device check can tell it from a correct rerun. The cap is
+affordable only where s is well determined: from two seeds (nu = 1, Cauchy tails) it must lie some
+18 SDs out, so a headline with a modest spread needs more seeds (``--spread --only X``, per section).
+No scipy: the t tail is the regularised incomplete beta function.
 """
 from __future__ import annotations
 

@@ -239,14 +239,15 @@ def verify(opts: Options, selected: list[str]) -> int:
     start = time.perf_counter()
     runner = Runner(dataclasses.replace(opts, out=scratch, checkpoints=scratch / "checkpoints", force=True))
     runner.run(selected)
-    return judge(reference.valid_data(), runner.registry.valid_data(), runner.executed,
+    rows = judge(reference.valid_data(), runner.registry.valid_data(), runner.executed,
                  f"in {time.perf_counter() - start:.0f}s; reproduced registry: {scratch / 'results.json'}")
+    return 1 if any(not r.ok for r in rows) else 0
 
 
-def judge(recorded: dict, reproduced: dict, names: list[str], note: str = "") -> int:
+def judge(recorded: dict, reproduced: dict, names: list[str], note: str = "") -> list[Row]:
     """Compare the sections ``names`` of a reproduced registry with the recorded one: the table, the verdict and what
-    its tolerances rest on; 1 if any number lies outside tolerance. ``bench/verify.py --reproduced`` re-judges a
-    registry that ``--verify`` left in scratch/ this way, without training."""
+    its tolerances rest on, and the rows. ``bench/verify.py --reproduced`` re-judges a registry that ``--verify`` left
+    in scratch/ this way, without training."""
     names = [n for n in names if n in recorded.get("sections", {}) and n in reproduced.get("sections", {})]
     rows = [row for name in names
             for row in compare(name, recorded["sections"][name], reproduced["sections"][name], recorded)]
@@ -257,7 +258,7 @@ def judge(recorded: dict, reproduced: dict, names: list[str], note: str = "") ->
                f"{'the same' if same else 'a different'} device/environment as recorded ({basis(rows, same, recorded)})"
                + (f", {note}" if note else ""))
     click.echo(f"{len(failed)} outside tolerance" if failed else "all within tolerance")
-    return 1 if failed else 0
+    return rows
 
 
 def headline_of(section: str) -> str | None:

@@ -266,11 +266,11 @@ def test_leaving_a_seed_out_with_the_headline_moved_ten_percent_fails_it():
 
 
 def test_a_reproduced_registry_is_judged_without_training():
-    """judge() compares the sections both registries hold: 0 when within tolerance, 1 when a number is outside."""
+    """judge() compares the sections both registries hold: within tolerance passes, a number outside fails."""
     recorded = {**spread_registry({"test_acc": {"values": [0.99, 0.991, 0.989], "sd": 0.001}}),
                 "sections": {"sup": entry(HERE, test_acc=0.990)}}
-    assert judge(recorded, {"sections": {"sup": entry(ELSEWHERE, test_acc=0.9905)}}, ["sup"]) == 0
-    assert judge(recorded, {"sections": {"sup": entry(ELSEWHERE, test_acc=0.9)}}, ["sup"]) == 1
+    assert verdicts(judge(recorded, {"sections": {"sup": entry(ELSEWHERE, test_acc=0.9905)}}, ["sup", "q1"])) == {"sup.test_acc": True}
+    assert verdicts(judge(recorded, {"sections": {"sup": entry(ELSEWHERE, test_acc=0.9)}}, ["sup"])) == {"sup.test_acc": False}
 
 
 def test_a_spread_of_one_section_keeps_the_others_with_their_own_seeds(copied, tiny_data):
