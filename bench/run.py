@@ -162,6 +162,8 @@ def main() -> None:
         "dataloader": loader,
     }
     target = scratch / "results.json" if args.smoke else ROOT / "bench" / "results.json"
+    if target.is_file() and "verify" in (previous := json.loads(target.read_text())):
+        results["verify"] = previous["verify"]  # bench/verify.py's record (make bench-verify) is its own measurement
     target.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     for name, seconds in wall.items():
         print(f"{name:8} {seconds:8.1f} s  (goal {BUDGETS_S[name]:g} s){'' if seconds <= BUDGETS_S[name] else '  MISSED'}")
