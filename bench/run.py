@@ -147,7 +147,7 @@ def main() -> None:
         wall[name] = timed([*what, "--out", str(out), "--checkpoints", str(scratch / f"{name}-ckpt"), *common],
                            scratch / f"{name}.log")
     print(f"bench: --render, {RENDERS} times ...", file=sys.stderr, flush=True)
-    renders = [timed(["--render", "--out", str(scratch / "all"), *common], scratch / "render.log") for _ in range(RENDERS)]
+    renders = [timed(["--render", "--out", str(scratch / "all")], scratch / "render.log") for _ in range(RENDERS)]  # no --data-dir: --render refuses it
     wall["render"] = statistics.median(renders)
     print("bench: Q1 training, package vs DataLoader ...", file=sys.stderr, flush=True)
     loader = dataloader_comparison(args.data_dir, args.smoke)
