@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 from dataclasses import dataclass
 
 FALSE_ALARM = 0.05  # family-wise: the chance that a correct rerun fails anywhere among the numbers with a spread
@@ -175,11 +174,3 @@ def rule_of(section: str, key: str) -> str | tuple | None:
     rules = NOISE.get(section, {})
     return next((r for k, r in rules.items() if key == k or (k.endswith(".") and key.startswith(k))), None)
 
-
-def logged(record: dict) -> dict:
-    """A spread record of positive numbers as their logarithms: values (nesting kept) and per-element SDs."""
-    log = lambda v: [log(x) for x in v] if isinstance(v, list) else math.log(v)  # noqa: E731
-    values = [log(v) for v in record["values"]]
-    flat = lambda v: [y for x in v for y in flat(x)] if isinstance(v, list) else [v]  # noqa: E731
-    sds = [statistics.stdev(column) for column in zip(*(flat(v) for v in values))]
-    return {"values": values, "sd": sds if isinstance(record["sd"], list) else sds[0]}

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ import click
 from . import section_module
 from .cache import ROOT
 from .registry import Registry
-from .tolerance import FALSE_ALARM, SpreadTolerance, logged, rule_of
+from .tolerance import FALSE_ALARM, SpreadTolerance, rule_of
 
 if TYPE_CHECKING:
     from .runner import Options
@@ -84,6 +85,13 @@ def numbers(value: Any) -> list[float | int] | None:
         return None if not parts or any(p is None for p in parts) else [x for p in parts for x in p]
     return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
+
+def logged(record: dict) -> dict:
+    """A spread record of positive numbers as their logarithms: values (nesting kept) and per-element SDs."""
+    log = lambda v: [log(x) for x in v] if isinstance(v, list) else math.log(v)  # noqa: E731
+    values = [log(v) for v in record["values"]]
+    sds = [statistics.stdev(column) for column in zip(*(numbers(v) for v in values))]
+    return {"values": values, "sd": sds if isinstance(record["sd"], list) else sds[0]}
 
 def usable_spread(registry: dict, section: str, entry: dict) -> dict[str, dict]:
     """The spread of the section's numbers, when it was measured with the entry's configuration and size."""
