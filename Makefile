@@ -24,14 +24,15 @@ smoke: $(VENV)/.installed  ## the whole pipeline on tiny sizes, into report-smok
 verify: $(VENV)/.installed  ## recompute every section in scratch/ and compare with report/results.json
 	$(PY) reproduce.py --verify
 
-verify-loso: $(VENV)/.installed  ## every recorded seed verified against tolerances made from the other seeds (no training)
+verify-loso: $(VENV)/.installed  ## every recorded seed (and rounding perturbation) verified against tolerances made from the others (no training)
 	$(PY) bench/verify.py --loso
 
 render: $(VENV)/.installed  ## rebuild the PDFs and READMEs from the registry
 	$(PY) reproduce.py --render
 
-spread: $(VENV)/.installed  ## every section with seeds 1 and 2 beside the registry's 0: the spread --verify takes its tolerances from
+spread: $(VENV)/.installed  ## every section with seeds 1 and 2 beside the registry's 0, and 3 reruns of seed 0 with perturbed rounding: the spreads --verify takes its tolerances from
 	$(PY) reproduce.py --spread --seeds 0,1,2
+	$(PY) reproduce.py --spread --jitter 3
 
 bench: $(VENV)/.installed  ## time cold runs and the data path on this machine: bench/results.json, then the README
 	$(PY) bench/run.py

@@ -7,6 +7,7 @@
     python reproduce.py --verify --only q1 recompute into a scratch folder and compare
     python reproduce.py --smoke --all      the whole pipeline on tiny sizes, in its own folder
     python reproduce.py --spread --seeds 0,1,2   every number's spread across seeds (verify's tolerances)
+    python reproduce.py --spread --jitter 3      ... and across reruns of seed 0 whose rounding differs
     python reproduce.py --submission submission.zip   the zip the brief's section 4.3.3 asks for
 
 AI-written code (brief, section 4.1.1): this script, like experiments/ and pipeline/, was written by
@@ -107,7 +108,7 @@ READS = {
     "--all": {"only", "smoke", "force", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
     "--list": {"smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
     "--verify": {"only", "smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
-    "--spread": {"only", "seeds", "smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
+    "--spread": {"only", "seeds", "jitter", "smoke", "data_dir", "out", "checkpoints", "device", "seed", "jobs", "threads"},
     "--render": {"smoke", "out", "jobs"},
     "--submission": {"smoke", "out"},
 }
@@ -138,6 +139,10 @@ def check_combination(params: dict) -> None:
               help="Run the sections (all, or --only) with each of --seeds in scratch folders and record the spread of "
                    "every number in the registry; --verify sets its cross-device tolerances from it.")
 @click.option("--seeds", default="0,1,2", show_default=True, metavar="LIST", help="The seeds of --spread, comma-separated.")
+@click.option("--jitter", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --spread: instead of other seeds, N reruns at --seed with the parameters moved by one rounding "
+                   "unit at each optimizer's first step, as another machine's rounding would; --verify prefers their "
+                   "spread wherever it moved a number.")
 @click.option("--render", "render_only", is_flag=True, help="Rebuild the PDFs and READMEs from the registry without running anything.")
 @click.option("--submission", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="ZIP",
               help="Write the zip of the brief's section 4.3.3 (README with name and CSE username, the code, report.pdf) "
@@ -163,7 +168,7 @@ def check_combination(params: dict) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch in each section, recorded with the results: another count rounds differently, "
                    "so the default does not depend on the machine [default: 1].")
-def cli(run_all, only, list_, verify, spread, seeds, render_only, submission, smoke, force, data_dir, out, checkpoints, device, seed,
+def cli(run_all, only, list_, verify, spread, seeds, jitter, render_only, submission, smoke, force, data_dir, out, checkpoints, device, seed,
         jobs, threads):
     """Train every model of the exercise on MNIST, measure every number, draw every figure, and write
     report/report.pdf, report/supplement.pdf, report/companion.pdf, report/README.md and README.md from
@@ -176,6 +181,8 @@ def cli(run_all, only, list_, verify, spread, seeds, render_only, submission, sm
         raise click.UsageError("nothing to do: give --all, --only SECTION, --list, --verify, --spread, --render or "
                                "--submission (see --help)")
     seed_list = parse_seeds(seeds) if spread else []
+    if jitter and click.get_current_context().get_parameter_source("seeds") == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--jitter reruns at --seed instead of running --seeds: give one of them")
     from pipeline.interrupts import Interrupted, interruptible
     from pipeline.workers import WorkerDied
 
@@ -201,7 +208,7 @@ def cli(run_all, only, list_, verify, spread, seeds, render_only, submission, sm
             with prepared(opts.out, opts.checkpoints, opts.data_dir):
                 if spread:
                     from pipeline.spread import record_spread
-                    return record_spread(opts, selected or list(SECTIONS), seed_list)
+                    return record_spread(opts, selected or list(SECTIONS), seed_list, jitter or 0)
                 execute(opts, selected or list(SECTIONS), full=run_all)
                 render(opts.out, opts.jobs, opts.smoke, opts.checkpoints)
     except Interrupted as err:

@@ -8,7 +8,8 @@
     python bench/verify.py --smoke --out report-smoke   the same at smoke sizes, kept in scratch/: checks this script
 
 --loso: every seed of the registry's spread verified as a rerun elsewhere would be, against tolerances
-made from the other seeds alone (for each held-out seed, each other seed in turn as the recorded one).
+made from the other seeds alone (for each held-out seed, each other seed in turn as the recorded one);
+then every rounding perturbation of its jitter record (``--spread --jitter``) the same way.
 Without it: ``reproduce.py --verify --only <the report's sections> --threads 2`` against the registry (its
 spread sets the tolerances), timed; two threads round differently from the recorded one, like another
 machine. Its wall time, numbers compared and verdict go into bench/results.json ("verify"), which the
@@ -37,17 +38,23 @@ THREADS = 2  # the rerun's torch threads (the registry's: 1)
 
 
 def loso(out: Path) -> int:
-    from pipeline.verify import leave_one_seed_out, numbers, print_table
+    """Leave one seed out of the seeds' spread (the seed model alone), then one perturbation out of the jitter record."""
+    from pipeline.verify import leave_one_out, numbers, print_table
 
-    rows = leave_one_seed_out(json.loads((out / "results.json").read_text()))
-    failed = [r for r in rows if not r.ok]
-    if failed:
-        print_table(failed)
-    compared = sum(len(numbers(r.recorded) or [r.recorded]) for r in rows)
-    sections = len({r.metric.split(".")[0] for r in rows})
-    print(f"leave one seed out: {len(rows)} rows ({compared} numbers) in {sections} sections compared, "
-          f"{len(failed)} outside tolerance")
-    return 1 if failed else 0
+    registry, failures = json.loads((out / "results.json").read_text()), 0
+    for kind, label in (("spread", "seed"), ("jitter", "perturbation")):
+        if not registry.get(kind):
+            continue
+        rows = leave_one_out(registry, kind=kind)
+        failed = [r for r in rows if not r.ok]
+        if failed:
+            print_table(failed)
+        compared = sum(len(numbers(r.recorded) or [r.recorded]) for r in rows)
+        sections = len({r.metric.split(".")[0] for r in rows})
+        print(f"leave one {label} out: {len(rows)} rows ({compared} numbers) in {sections} sections compared, "
+              f"{len(failed)} outside tolerance")
+        failures += len(failed)
+    return 1 if failures else 0
 
 
 def judged(out: Path, reproduced: Path, record: bool) -> int:
@@ -71,15 +78,16 @@ def judged(out: Path, reproduced: Path, record: bool) -> int:
 
 def headlines_moved(out: Path, reproduced: Path | None) -> int:
     """Each section's headline set to the recorded value +-10 % in a copy of the reproduced registry (or in every
-    leave-one-seed-out comparison): caught when every comparison holding it fails; a headline of 0 cannot move."""
+    comparison leaving a perturbation out, or a seed where no jitter is recorded): caught when every comparison holding
+    it fails; a headline of 0 cannot move."""
     from pipeline.registry import Registry
-    from pipeline.verify import compare, flatten, headline_of, leave_one_seed_out, moved, numbers
+    from pipeline.verify import compare, flatten, headline_of, leave_one_out, moved, numbers
 
     recorded = Registry(out / "results.json").valid_data()
     verdicts: dict[str, list[bool]] = {}
     for factor in (1.1, 0.9):
         if reproduced is None:
-            rows = leave_one_seed_out(recorded, move=factor)
+            rows = leave_one_out(recorded, move=factor, kind="jitter" if recorded.get("jitter") else "spread")
         else:
             rerun = Registry(reproduced).valid_data()["sections"]
             rows = []

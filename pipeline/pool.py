@@ -4,7 +4,7 @@
 A ``Job`` holds plain values: the section's name and configuration, the data splits as NumPy
 arrays, the device, seed and thread count, and for each upstream section the record (file name
 and SHA-256) of its checkpoint. ``compute`` loads those checkpoints, seeds everything with the one
-seed, runs the module and encodes its figures and artifacts to bytes, so that the parent alone
+seed (a ``jitter`` run also moves the parameters by one rounding unit at each optimizer's first step), runs the module and encodes its figures and artifacts to bytes, so that the parent alone
 writes files (``Runner.commit``). Workers (``workers.Workers``) are started with ``spawn`` (a fork after
 torch has started its threads is unsafe), run torch on ``threads`` threads with deterministic kernels,
 ignore SIGINT (the parent decides), die of SIGTERM and with the parent, and send their progress lines
@@ -28,7 +28,7 @@ from experiments.lib.contract import Context
 from experiments.lib.plotting import STYLE
 from experiments.lib.runtime import Progress, configure_determinism, seed_everything
 
-from . import section_module
+from . import jitter, section_module
 from .checkpoints import CheckpointStore
 from .figures import encode_figure
 from .workers import Workers
@@ -46,6 +46,7 @@ class Job:
     checkpoints: str  # the checkpoint folder
     registry: str  # the results.json the checkpoints are filed for
     upstream: dict[str, dict]  # required section -> {"checkpoint": {"file", "sha256"}, "cache_key"} of its entry
+    jitter: int = 0  # rounding perturbation k of ``jitter.py`` (0: none)
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,13 @@ def compute(job: Job, stream: TextIO | None = None) -> Outcome:
     # every section's figures in the report's style, also those of a module that imports no plotting (sup)
     matplotlib.rcParams.update(STYLE)
     seed_everything(job.seed)
+    handle = jitter.install(job.jitter)
     start = time.perf_counter()
-    result = module.run(job.config, ctx)
+    try:
+        result = module.run(job.config, ctx)
+    finally:
+        if handle is not None:
+            handle.remove()
     wall = time.perf_counter() - start
     figures = {name: encode_figure(fig, f"{job.section}_{name}") for name, fig in result.figures.items()}
     checkpoint = store.encode(job.section, job.key, result.artifacts) if result.artifacts else None

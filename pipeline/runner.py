@@ -46,6 +46,7 @@ class Options:
     smoke: bool = False  # tiny configurations and splits
     force: bool = False  # rerun the sections asked for even when fresh
     jobs: int = 1  # sections computed at the same time, each in its own process (1: in this process)
+    jitter: int = 0  # rounding perturbation k (``jitter.py``; 0: none), for ``--spread --jitter`` alone
 
     @property
     def split(self) -> mnist.SplitSpec:
@@ -244,7 +245,8 @@ class Runner:
         upstream = {u: {k: self.registry.entry(u)[k] for k in ("checkpoint", "cache_key")} for u in section_module(name).REQUIRES}
         job = Job(section=name, config=self.config(name), key=self.key(name).digest, data=self._packed,
                   device=str(self.opts.device), seed=self.opts.seed, smoke=self.opts.smoke,
-                  checkpoints=str(self.opts.checkpoints), registry=str(self.opts.out / "results.json"), upstream=upstream)
+                  checkpoints=str(self.opts.checkpoints), registry=str(self.opts.out / "results.json"), upstream=upstream,
+                  jitter=self.opts.jitter)
         self._state[name] = "running"
         return pool.submit(job)
 

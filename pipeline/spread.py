@@ -13,6 +13,10 @@ into ``scratch/spread-<time>/seed-<n>/``. The record, ``"spread"`` at the top of
 seeds (cheap ones may have more; a later ``--spread --only X`` replaces X's alone); the top-level
 ``seeds`` are the list most sections have, and a record written before sections had their own seeds
 stands for all of them.
+
+With ``--jitter N`` the runs are instead the registry's seed unperturbed and with N rounding
+perturbations (``jitter.py``), recorded as ``"jitter"`` in the same form, its ``seeds`` being the
+perturbations 0 to N and ``seed`` the one seed; ``--verify`` prefers it where it moves a number.
 """
 from __future__ import annotations
 
@@ -45,36 +49,42 @@ def spread_of(runs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def record_spread(opts: Options, selected: list[str], seeds: list[int]) -> int:
-    """Run ``selected`` with each seed and write the ``spread`` record into the registry of ``opts.out``."""
+def record_spread(opts: Options, selected: list[str], seeds: list[int], jitter: int = 0) -> int:
+    """Run ``selected`` with each seed and write the ``spread`` record into the registry of ``opts.out``; with
+    ``jitter`` N instead, at ``opts.seed`` unperturbed (0) and with perturbations 1 to N, the ``jitter`` record."""
+    kind, runs = ("jitter", list(range(jitter + 1))) if jitter else ("spread", seeds)
+    label, base = ("perturbation", 0) if jitter else ("seed", opts.seed)  # base: the run the registry holds
     names = [n for n in SECTIONS if n in selected]
     main = Runner(opts)
-    reuse = opts.seed in seeds and all(main.registry.entry(n) and not main.status(n) for n in names)
+    reuse = base in runs and all(main.registry.entry(n) and not main.status(n) for n in names)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     (ROOT / "scratch").mkdir(exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"spread-{'smoke-' if opts.smoke else ''}{stamp}-", dir=ROOT / "scratch"))
+    prefix = f"{kind}-{'smoke-' if opts.smoke else ''}{stamp}-"
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=ROOT / "scratch"))
     metrics: dict[int, dict[str, dict]] = {}
-    for seed in seeds:
-        if seed == opts.seed and reuse:
-            click.echo(f"seed {seed}: the registry's fresh results", err=True)
-            metrics[seed] = {n: main.registry.entry(n)["metrics"] for n in names}
+    for run in runs:
+        if run == base and reuse:
+            click.echo(f"{label} {run}: the registry's fresh results", err=True)
+            metrics[run] = {n: main.registry.entry(n)["metrics"] for n in names}
             continue
-        click.echo(f"seed {seed}: computing {', '.join(names)} into {scratch / f'seed-{seed}'}", err=True)
-        folder = scratch / f"seed-{seed}"
-        runner = Runner(dataclasses.replace(opts, seed=seed, out=folder, checkpoints=folder / "checkpoints", force=True))
+        folder = scratch / f"{label}-{run}"
+        click.echo(f"{label} {run}: computing {', '.join(names)} into {folder}", err=True)
+        varied = {"jitter": run} if jitter else {"seed": run}
+        runner = Runner(dataclasses.replace(opts, **varied, out=folder, checkpoints=folder / "checkpoints", force=True))
         runner.run(names)
-        metrics[seed] = {n: runner.registry.entry(n)["metrics"] for n in names}
-    sections = {n: {"seeds": seeds, "config": jsonable_config(main.config(n)),
-                    "metrics": spread_of([metrics[s][n] for s in seeds])} for n in names}
-    old = main.registry.data.get("spread") or {}
+        metrics[run] = {n: runner.registry.entry(n)["metrics"] for n in names}
+    sections = {n: {"seeds": runs, "config": jsonable_config(main.config(n)),
+                    "metrics": spread_of([metrics[r][n] for r in runs])} for n in names}
+    old = main.registry.data.get(kind) or {}
+    same = old.get("smoke") == opts.smoke and (not jitter or old.get("seed") == opts.seed)
     kept = {n: {**v, "seeds": section_seeds(old, n)} for n, v in old.get("sections", {}).items()
-            if n not in sections and old.get("smoke") == opts.smoke}
+            if n not in sections and same}
     every = {**kept, **sections}
     lists = [tuple(v["seeds"]) for v in every.values()]
     record = {"seeds": list(max(lists, key=lists.count)), "commit": main.git["commit"], "smoke": opts.smoke,
               "env": main.env, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "sections": every}
-    main.registry.put_meta("spread", record)
-    click.echo(f"recorded the spread of {sum(len(s['metrics']) for s in sections.values())} numbers over seeds "
-               f"{', '.join(map(str, seeds))} in {opts.out / 'results.json'}", err=True)
+              "sections": every, **({"seed": opts.seed} if jitter else {})}
+    main.registry.put_meta(kind, record)
+    click.echo(f"recorded the spread of {sum(len(s['metrics']) for s in sections.values())} numbers over "
+               f"{label}s {', '.join(map(str, runs))} in {opts.out / 'results.json'} ({kind!r})", err=True)
     return 0

@@ -7,13 +7,15 @@ one; then deterministic kernels reproduce the numbers to the last bit, and each 
 within the module's ``TOLERANCES[key][0]`` or else exactly (integers) or to DEFAULT_SAME_REL.
 
 Across devices (another CPU model, thread count or library version) rounding differs and grows
-through training like a change of seed does. Where the registry holds a ``spread`` record
-(``--spread``: the same sections run with several seeds), a number's tolerance comes from its SD
-over those seeds, pooled with its neighbours in a list or its siblings (``pipeline/tolerance.py``):
+through training. Where the registry holds a ``jitter`` record (``--spread --jitter N``: the
+sections rerun at the recorded seed with their rounding perturbed, ``jitter.py``) and it moved a
+number, that number's tolerance comes from its SD over those reruns; otherwise, where it holds a
+``spread`` record (``--spread``: the same sections run with several seeds), from its SD over seeds,
+which also redraw data and noise and so bound a rerun's change from above. Either SD is pooled with its neighbours in a list or its siblings (``pipeline/tolerance.py``):
 Student's t makes each tolerance hold under the SD's own uncertainty, and Bonferroni over every
-number the spread covers states the chance that a correct rerun fails anywhere (printed with the
+number the spreads cover states the chance that a correct rerun fails anywhere (printed with the
 verdict). A section's HEADLINE is capped below 10 % of its value where that costs little. An
-integer (a count) also passes when it lies within the values the seeds gave. Without a spread: the
+integer (a count) also passes when it lies within the values the seeds or reruns gave. Without a spread: the
 module's ``TOLERANCES[key][1]``, else integers exactly and other numbers within DEFAULT_CROSS_REL
 of the recorded value.
 
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SAME_REL = 1e-6  # same device and threads: bit-identical up to float printing
 DEFAULT_CROSS_REL = 0.05  # another device, no spread recorded: 5% of the recorded value
+KINDS = ("jitter", "spread")  # the spreads a tolerance may come from, preferred first: same-seed reruns, then seeds
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,14 @@ def logged(record: dict) -> dict:
     sds = [statistics.stdev(column) for column in zip(*(numbers(v) for v in values))]
     return {"values": values, "sd": sds if isinstance(record["sd"], list) else sds[0]}
 
-def usable_spread(registry: dict, section: str, entry: dict) -> dict[str, dict]:
-    """The spread of the section's numbers, when it was measured with the entry's configuration and size."""
-    spread = registry.get("spread") or {}
+def usable_spread(registry: dict, section: str, entry: dict, kind: str = "spread") -> dict[str, dict]:
+    """The spread of the section's numbers over seeds (``kind`` "spread") or over rounding perturbations at the
+    entry's seed ("jitter"), when it was measured with the entry's configuration and size (and seed)."""
+    spread = registry.get(kind) or {}
     record = spread.get("sections", {}).get(section)
     if not record or spread.get("smoke") != entry.get("smoke") or record.get("config") != entry.get("config"):
+        return {}
+    if kind == "jitter" and spread.get("seed") != entry.get("seed"):
         return {}
     return record["metrics"]
 
@@ -108,16 +114,22 @@ def section_seeds(spread: dict, section: str) -> list[int]:
 
 
 def family_size(registry: dict) -> int:
-    """How many numbers the registry's spread covers (every element of every list): the Bonferroni family."""
-    sections = (registry.get("spread") or {}).get("sections", {})
-    return sum(len(numbers(v["values"][0]) or []) for record in sections.values() for v in record["metrics"].values())
+    """How many numbers the registry's spreads cover (every element of every list, over seeds and over perturbations):
+    the Bonferroni family."""
+    return sum(len(numbers(v["values"][0]) or []) for kind in KINDS for record in
+               (registry.get(kind) or {}).get("sections", {}).values() for v in record["metrics"].values())
+
+
+def moves(record: dict) -> bool:
+    """Whether a spread record's number varied at all (a perturbation may leave a number untouched: no model of it)."""
+    return any(numbers(record["sd"]) or [])
 
 
 class Rule:
     """Per-element tolerances of one metric, whether a difference passes, and the false-alarm rate they allow."""
 
     def __init__(self, key: str, recorded: list, same: bool, declared: dict, spread: dict, family: int = 1,
-                 headline: bool = False, noise: str | tuple | None = None):
+                 headline: bool = False, noise: str | tuple | None = None, reruns: dict | None = None):
         self.ints = all(isinstance(x, int) for x in recorded)
         self.seen: list[tuple[float, float]] | None = None
         self.rate: float | None = None  # under the spread's model; None where the tolerance is not from a spread
@@ -125,12 +137,17 @@ class Rule:
         if same:
             self.tols = ([declared[key][0]] * len(recorded) if key in declared
                          else [0.0 if self.ints else DEFAULT_SAME_REL * max(1.0, abs(x)) for x in recorded])
-        elif key in spread:
-            made = SpreadTolerance.of(spread, key, recorded, family, headline, noise)
+        elif key in spread or key in (reruns or {}):
+            # the rerun-at-one-seed model where perturbations moved the number (or its source), else the seeds'
+            source = noise[1] if isinstance(noise, tuple) and noise[0] == "like" else key
+            jittered = source in (reruns or {}) and (moves(reruns[source]) or key not in spread)
+            model = reruns if jittered else spread
+            made = SpreadTolerance.of(model, key, recorded, family, headline, noise)
             self.tols = [max(tol, DEFAULT_SAME_REL * max(1.0, abs(x))) for tol, x in zip(made.tols, recorded)]
             self.rate, self.uncapped = made.rate, made.uncapped
-            if self.ints:  # the range of values the seeds gave, per element
-                self.seen = [(min(col), max(col)) for col in zip(*(numbers(v) for v in spread[key]["values"]))]
+            if self.ints:  # the range of values the seeds and perturbations gave, per element
+                runs = [numbers(v) for r in (spread, reruns or {}) if key in r for v in r[key]["values"]]
+                self.seen = [(min(col), max(col)) for col in zip(*runs)]
         elif key in declared:
             self.tols = [declared[key][1]] * len(recorded)
         else:
@@ -147,6 +164,7 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
     declared, selects = getattr(module, "TOLERANCES", {}), getattr(module, "SELECTS", {})
     choices = getattr(module, "CHOICES", ())
     spread = usable_spread(registry or {}, section, recorded)
+    reruns = usable_spread(registry or {}, section, recorded, "jitter")
     family, headline = family_size(registry or {}), headline_of(section)
     same = recorded.get("env") == reproduced.get("env")
     old_flat, new_flat = flatten(recorded["metrics"]), flatten(reproduced["metrics"])
@@ -165,14 +183,16 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
             rows.append(Row(f"{label} (a choice)", old, new, None, None, not same or old == new))
             continue
         if key in selects and len(a) == 1 and old != new:
-            rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread, family))
+            rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread, family,
+                                 reruns))
             continue
-        noise, spread_here = rule_of(section, key), spread
-        if noise == "log" and not same and key in spread and min(a + b) > 0:
+        noise, spread_here, reruns_here = rule_of(section, key), spread, reruns
+        if noise == "log" and not same and (key in spread or key in reruns) and min(a + b) > 0:
             # positive and heavy-tailed: its logarithm, and the spread of the logarithm
-            a, b, spread_here, label = ([math.log(x) for x in a], [math.log(x) for x in b],
-                                        {**spread, key: logged(spread[key])}, f"{label} (log)")
-        rule = Rule(key, a, same, declared, spread_here, family, key == headline, noise)
+            log = lambda r: {**r, key: logged(r[key])} if key in r else r  # noqa: E731
+            a, b, spread_here, reruns_here, label = ([math.log(x) for x in a], [math.log(x) for x in b],
+                                                     log(spread), log(reruns), f"{label} (log)")
+        rule = Rule(key, a, same, declared, spread_here, family, key == headline, noise, reruns_here)
         diffs = [abs(x - y) for x, y in zip(a, b)]
         worst = max(range(len(a)), key=lambda i: diffs[i] - rule.tols[i])
         ok = all(rule.ok(i, b[i], diffs[i]) for i in range(len(a)))
@@ -181,14 +201,14 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
 
 
 def selected(label: str, select: tuple[str, int], old: int, new: int, old_flat: dict, new_flat: dict,
-             same: bool, declared: dict, spread: dict, family: int) -> Row:
+             same: bool, declared: dict, spread: dict, family: int, reruns: dict) -> Row:
     """A selecting integer that differs: compare the values it selects, recorded and reproduced."""
     key, first = select
     values_old, values_new = numbers(old_flat.get(key)), numbers(new_flat.get(key))
     i, j = old - first, new - first
     if not values_old or not values_new or not (0 <= i < len(values_old) and 0 <= j < len(values_new)):
         return Row(label, old, new, None, None, False)
-    rule = Rule(key, values_old, same, declared, spread, family)
+    rule = Rule(key, values_old, same, declared, spread, family, reruns=reruns)
     difference = abs(values_old[i] - values_new[j])
     return Row(f"{label} (by {key})", old, new, difference, rule.tols[i], rule.ok(i, values_new[j], difference),
                None if rule.rate is None else FALSE_ALARM / family)
@@ -224,11 +244,14 @@ def basis(rows: list[Row], same: bool, registry: dict) -> str:
     blind = [r.metric for r in rows if r.uncapped]
     own = {name: seeds for name in {r.metric.split(".")[0] for r in rows}
            if (seeds := section_seeds(spread, name)) != spread["seeds"]}
-    return (f"tolerances from the spread over seeds {', '.join(map(str, spread['seeds']))}" +
+    jitter = registry.get("jitter")
+    reruns = (f"tolerances from {len(jitter['seeds']) - 1} reruns at seed {jitter['seed']} with their rounding "
+              "perturbed where those moved a number, else " if jitter else "tolerances ")
+    return (f"{reruns}from the spread over seeds {', '.join(map(str, spread['seeds']))}" +
             (" (" + "; ".join(f"{name}: {', '.join(map(str, seeds))}" for name, seeds in sorted(own.items())) + ")"
              if own else "") + " where recorded: a correct "
             f"rerun fails any of its numbers here with chance at most {rate:.1%}, if this machine moves them no more than "
-            f"another seed does" +
+            f"{'such a rerun (or another seed) does' if jitter else 'another seed does'}" +
             (f"; a 10% change of {', '.join(blind)} lies within that spread" if blind else ""))
 
 
@@ -279,14 +302,18 @@ def moved(value: Any, factor: float) -> Any:
     return [*value[:-1], value[-1] * factor] if isinstance(value, list) else value * factor
 
 
-def leave_one_seed_out(registry: dict, move: float | None = None) -> list[Row]:
-    """Every seed of the recorded spread checked as a rerun elsewhere would be: for each held-out seed and each
-    other seed as the recorded one, the held-out seed's numbers against tolerances made from the other seeds alone.
-    With ``move``, the headline's row alone, the rerun's headline being the recorded one times ``move``."""
+def leave_one_out(registry: dict, move: float | None = None, kind: str = "spread") -> list[Row]:
+    """Every run of a recorded spread checked as a rerun elsewhere would be: for each held-out run and each other run as
+    the recorded one, the held-out run's numbers against tolerances made from the other runs alone. ``kind`` "spread":
+    seeds, under the seed model alone (the jitter record set aside); "jitter": the rounding perturbations at one seed,
+    the seeds' spread kept for what they leave unmoved. With ``move``, the headline's row alone, the rerun's headline
+    being the recorded one times ``move``."""
     from .spread import spread_of  # imports torch
 
-    spread, rows = registry["spread"], []
-    elsewhere = {"device": "another seed"}
+    spread, rows = registry[kind], []
+    label = "seed" if kind == "spread" else "perturbation"
+    base = {k: v for k, v in registry.items() if k != "jitter"} if kind == "spread" else registry
+    elsewhere = {"device": f"another {label}"}
     for section, record in spread["sections"].items():
         entry = registry.get("sections", {}).get(section)
         recorded_now = set(flatten(entry["metrics"])) if entry else set(record["metrics"])  # what verify would compare
@@ -297,13 +324,14 @@ def leave_one_seed_out(registry: dict, move: float | None = None) -> list[Row]:
                 for i in range(len(seeds))]
         for out, held in enumerate(seeds):
             kept = [i for i in range(len(runs)) if i != out]
-            others = {**registry, "spread": {**spread, "sections": {**spread["sections"], section: {
+            others = {**base, kind: {**spread, "sections": {**spread["sections"], section: {
                 **record, "seeds": [seeds[i] for i in kept], "metrics": spread_of([runs[i] for i in kept])}}}}
             for i in kept:
-                recorded = {"env": {}, "smoke": spread["smoke"], "config": record["config"], "metrics": runs[i]}
+                recorded = {"env": {}, "smoke": spread["smoke"], "config": record["config"], "metrics": runs[i],
+                            "seed": spread.get("seed")}
                 rerun = {"env": elsewhere, "metrics": runs[out] if move is None else
                          {**runs[out], headline: moved(runs[i][headline], move)}}
-                rows += [dataclasses.replace(row, metric=f"{row.metric} (seed {held} vs {seeds[i]})")
+                rows += [dataclasses.replace(row, metric=f"{row.metric} ({label} {held} vs {seeds[i]})")
                          for row in compare(section, recorded, rerun, others)
                          if move is None or row.metric == f"{section}.{headline}"]
     return rows

@@ -15,7 +15,7 @@ from pipeline.runner import Runner
 from pipeline.spread import spread_of
 from pipeline import tolerance
 from pipeline.tolerance import FALSE_ALARM, multiple, pooled, siblings, t_quantile, t_two_sided
-from pipeline.verify import compare, judge, leave_one_seed_out
+from pipeline.verify import compare, judge, leave_one_out
 
 HERE = {"device": "cpu", "device_name": "Intel Xeon", "threads": 1}
 ELSEWHERE = {"device": "cpu", "device_name": "AMD EPYC", "threads": 1}
@@ -142,8 +142,8 @@ def test_leaving_a_seed_out_passes_a_consistent_spread_and_names_an_outlier():
     metrics = lambda accs: {"val_acc": {"values": series, "sd": [0.01] * 6},  # noqa: E731
                             "test_acc": {"values": accs, "sd": statistics.stdev(accs)}}
     registry = spread_registry(metrics([0.990, 0.991, 0.989]))
-    assert all(row.ok for row in leave_one_seed_out(registry))
-    failed = [r.metric for r in leave_one_seed_out(spread_registry(metrics([0.990, 0.991, 0.89]))) if not r.ok]
+    assert all(row.ok for row in leave_one_out(registry))
+    failed = [r.metric for r in leave_one_out(spread_registry(metrics([0.990, 0.991, 0.89]))) if not r.ok]
     assert failed == ["sup.test_acc (seed 2 vs 0)", "sup.test_acc (seed 2 vs 1)"]
 
 
@@ -252,16 +252,16 @@ def test_leaving_a_seed_out_uses_the_sections_own_seeds_or_the_records():
     """A section recorded with five seeds gives 5 x 4 rows per number, named by its seeds; one without a list, the record's."""
     registry = spread_registry({"test_acc": {"values": [0.99, 0.991, 0.989, 0.99, 0.992], "sd": 0.001}}, seeds=(0, 1, 2))
     registry["spread"]["sections"]["sup"]["seeds"] = [0, 1, 2, 3, 7]
-    rows = leave_one_seed_out(registry)
+    rows = leave_one_out(registry)
     assert len(rows) == 20 and "sup.test_acc (seed 7 vs 3)" in {r.metric for r in rows}
     older = spread_registry({"test_acc": {"values": [0.99, 0.991, 0.989], "sd": 0.001}}, seeds=(0, 4, 5))
-    assert {r.metric for r in leave_one_seed_out(older)} >= {"sup.test_acc (seed 5 vs 4)"}
+    assert {r.metric for r in leave_one_out(older)} >= {"sup.test_acc (seed 5 vs 4)"}
 
 
 def test_leaving_a_seed_out_with_the_headline_moved_ten_percent_fails_it():
     """With move=1.1, each comparison gives the headline's row alone, and a narrow spread fails it everywhere."""
     registry = spread_registry({"test_acc": {"values": [0.99, 0.991, 0.989], "sd": 0.001}})
-    rows = leave_one_seed_out(registry, move=1.1)
+    rows = leave_one_out(registry, move=1.1)
     assert len(rows) == 6 and not any(r.ok for r in rows) and {r.metric.split(" (")[0] for r in rows} == {"sup.test_acc"}
 
 
@@ -282,3 +282,72 @@ def test_a_spread_of_one_section_keeps_the_others_with_their_own_seeds(copied, t
     assert smoke(tiny_data, copied, "--spread", "--seeds", "0,1", "--only", "sup").exit_code == 0
     sections = json.loads((copied / "results.json").read_text())["spread"]["sections"]
     assert sections["q1"]["seeds"] == [0, 5, 6] and sections["sup"]["seeds"] == [0, 1]
+
+
+def test_a_perturbation_moves_every_parameter_by_exactly_one_unit_in_the_last_place():
+    """perturb(): each element becomes its float32 neighbour above or below (both occur), reproducibly for one k."""
+    from pipeline.jitter import perturb
+    p = torch.randn(1000)
+    moved, again = p.clone(), p.clone()
+    perturb([moved], torch.Generator().manual_seed(1))
+    perturb([again], torch.Generator().manual_seed(1))
+    up, down = torch.nextafter(p, torch.tensor(math.inf)), torch.nextafter(p, torch.tensor(-math.inf))
+    assert bool(((moved == up) | (moved == down)).all()) and 0 < int((moved == up).sum()) < 1000
+    assert torch.equal(moved, again)
+
+
+def test_a_jitter_perturbs_each_optimizer_once_before_its_first_step_and_only_while_installed():
+    """install(k): the first step of an optimizer starts from perturbed parameters, later steps and other runs do not."""
+    from pipeline import jitter
+    assert jitter.install(0) is None
+
+    def trained(k: int) -> torch.Tensor:
+        w = torch.nn.Parameter(torch.ones(50))
+        opt = torch.optim.SGD([w], lr=0.0)  # a step changes nothing: only the perturbation moves w
+        handle = jitter.install(k)
+        try:
+            for _ in range(3):
+                opt.step()
+        finally:
+            if handle is not None:
+                handle.remove()
+        return w.detach()
+
+    once = trained(2)
+    assert bool((once != 1.0).all()) and bool(((once - 1.0).abs() <= 2.0 ** -23).all())  # one ulp, not three
+    assert torch.equal(trained(0), torch.ones(50)) and torch.equal(trained(2), once)
+
+
+def jitter_registry(spread: dict, reruns: dict) -> dict:
+    return {**spread_registry(spread), "jitter": {"smoke": False, "seed": 0, "seeds": [0, 1, 2, 3], "sections": {
+        "sup": {"config": {"epochs": 3}, "metrics": reruns}}}}
+
+
+def test_a_number_the_perturbations_moved_takes_their_spread_and_one_they_left_takes_the_seeds():
+    """test_loss moved by the reruns gets their (narrow) tolerance, so a change inside the seeds' spread fails; val_acc,
+    untouched by them, keeps the seeds' tolerance; a registry of another seed ignores the jitter record."""
+    seeds = {"test_loss": {"values": [0.03, 0.04, 0.02], "sd": 0.01}, "val_acc": {"values": [0.9, 0.91, 0.89], "sd": 0.01}}
+    reruns = {"test_loss": {"values": [0.03, 0.0301, 0.0299, 0.03], "sd": 0.0001},
+              "val_acc": {"values": [0.9] * 4, "sd": 0.0}}
+    registry, recorded = jitter_registry(seeds, reruns), entry(HERE, test_loss=0.03, val_acc=0.9)
+    recorded["seed"] = 0
+    rerun = entry(ELSEWHERE, test_loss=0.031, val_acc=0.91)
+    rows = {r.metric: r for r in compare("sup", recorded, rerun, registry)}
+    family = 2 + 2  # every number of both records
+    assert rows["sup.test_loss"].tolerance == pytest.approx(multiple(3, family) * 0.0001)
+    assert not rows["sup.test_loss"].ok and rows["sup.val_acc"].ok
+    assert rows["sup.val_acc"].tolerance == pytest.approx(multiple(2, family) * 0.01)
+    other_seed = {**recorded, "seed": 5}
+    assert all(r.ok for r in compare("sup", other_seed, rerun, registry))
+
+
+def test_leaving_a_perturbation_out_sets_the_seed_spread_aside_only_when_leaving_a_seed_out():
+    """kind="jitter" holds each rerun out against the other reruns (4 x 3 rows); kind="spread" ignores the jitter record,
+    so the seeds' wide spread passes a seed the narrow reruns would fail."""
+    from pipeline.verify import leave_one_out
+    seeds = {"test_loss": {"values": [0.03, 0.04, 0.02], "sd": 0.01}}
+    reruns = {"test_loss": {"values": [0.03, 0.0301, 0.0299, 0.03], "sd": 0.0000816}}
+    registry = jitter_registry(seeds, reruns)
+    rows = leave_one_out(registry, kind="jitter")
+    assert len(rows) == 12 and all(r.ok for r in rows) and "sup.test_loss (perturbation 3 vs 0)" in {r.metric for r in rows}
+    assert all(r.ok for r in leave_one_out(registry))
