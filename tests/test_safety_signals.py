@@ -152,6 +152,8 @@ def test_a_figure_weasyprint_cannot_draw_is_an_error_naming_it(tmp_path, svg):
     (["--verify", "--force"], "--force does nothing with --verify"),
     (["--only", "q4", "--seeds", "1,2"], "--seeds does nothing with --only"),
     (["--all", "--seeds", "1,2"], "--seeds does nothing with --all"),
+    (["--all", "--jitter", "2"], "--jitter does nothing with --all"),
+    (["--spread", "--jitter", "2", "--seeds", "1,2"], "--jitter reruns at --seed instead of running --seeds"),
 ])
 def test_conflicting_flags_are_refused_in_one_line(tmp_path, args, fragment):
     """Two commands at once, or an option the command does not read, is refused rather than dropped."""
