@@ -104,18 +104,20 @@ def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def svi(model: MLPVAE, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, steps: int, lr: float, samples: int,
-        generator: torch.Generator, pixels: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        generator: torch.Generator, pixels: slice = slice(None), isotropic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Stochastic variational inference without an encoder: a Gaussian q_b = N(m_b, diag exp(r_b)) per
     image x_b (B, 784), started at (mean, logvar) (B, d), fitted by Adam on the reparameterised Monte
-    Carlo ELBO (``samples`` draws a step) of the pixels ``pixels``. The decoder stays fixed."""
-    m, r = mean.detach().clone().requires_grad_(True), logvar.detach().clone().requires_grad_(True)
+    Carlo ELBO (``samples`` draws a step) of the pixels ``pixels``. The decoder stays fixed. ``isotropic``:
+    q_b = N(m_b, exp(r_b) I), one log-variance per image (started at the mean of ``logvar``'s)."""
+    start = logvar.mean(-1, keepdim=True) if isotropic else logvar  # (B, 1) or (B, d)
+    m, r = mean.detach().clone().requires_grad_(True), start.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([m, r], lr=lr)
     joint = model.log_joint(x, pixels)
     for _ in range(steps):
         eps = torch.randn((samples, *m.shape), generator=generator)  # (S, B, d)
-        z = reparameterize(m, r, eps)
+        z = reparameterize(m, r.expand_as(m), eps)
         # the images are independent, so the sum over them is maximised image by image
-        loss = -(joint(z) - diag_gaussian_log_prob(z, m, r)).mean(0).sum()
+        loss = -(joint(z) - diag_gaussian_log_prob(z, m, r.expand_as(m))).mean(0).sum()
         m.grad, r.grad = torch.autograd.grad(loss, [m, r])  # the decoder's weights get no gradient
         opt.step()
-    return m.detach(), r.detach()
+    return m.detach(), r.detach().expand_as(m).clone()

@@ -3,8 +3,9 @@ against the recognition model, and inference from the top half of a digit.
 
 Questions: for a few images, contours of the true posterior p(z|x) (normalised on the grid) with
 those of q(z|x) over them, and KL(q || p(z|x)); for the top half of a digit, the true posterior
-p(z | x_top) from the top 14 rows' likelihood, a Gaussian fitted to it by stochastic variational
-inference (Adam on the ELBO, no encoder), and completions of the bottom half.
+p(z | x_top) from the top 14 rows' likelihood, a Gaussian N(mu, sigma^2 I) fitted to it by stochastic
+variational inference (Adam on the ELBO, no encoder; the course's family, with a per-coordinate variance
+fitted beside it to measure what one sigma costs), and completions of the bottom half.
 
 Method: tor_vae's decoder and encoder. Each posterior is first found on tor_vae's grid, then
 evaluated on a finer local grid (``window_points``^2 points) over the region holding its mass and q's
@@ -184,22 +185,34 @@ def run(cfg: Config, ctx: Context) -> Result:
         log_top = latent2d.grid_log_joint(model, xt, grid_points, top)
         log_p_top = grid_log_integral(log_top, cell)
         log_top = log_top - log_p_top.unsqueeze(1)
-    top_mean, top_logvar = latent2d.svi(model, xt, torch.zeros(len(xt), 2), torch.zeros(len(xt), 2), cfg.svi_steps, cfg.svi_lr,
-                                        cfg.svi_samples, gen, top)
+    prior = torch.zeros(len(xt), 2)  # SVI starts at the prior N(0, I)
+    # the course's family N(mu, sigma^2 I), and the per-coordinate one beside it: what the single sigma costs
+    top_mean, top_logvar = latent2d.svi(model, xt, prior, prior, cfg.svi_steps, cfg.svi_lr, cfg.svi_samples, gen, top,
+                                        isotropic=True)
+    diag_mean, diag_logvar = latent2d.svi(model, xt, prior, prior, cfg.svi_steps, cfg.svi_lr, cfg.svi_samples, gen, top)
+    # convergence: the same fit with twice the steps
+    long_mean, long_logvar = latent2d.svi(model, xt, prior, prior, 2 * cfg.svi_steps, cfg.svi_lr, cfg.svi_samples, gen, top,
+                                          isotropic=True)
     top_fig, top_axes = new_figure(len(xt), 1.9 * len(xt), 2.0)
     top_rows, images = [], []
     for j in range(len(xt)):
-        boxes = [support_box(grid_points, log_top[j], cfg.support, tv.grid_step), gaussian_box(top_mean[j], top_logvar[j], cfg.window_sd)]
+        boxes = [support_box(grid_points, log_top[j], cfg.support, tv.grid_step), gaussian_box(top_mean[j], top_logvar[j], cfg.window_sd),
+                 gaussian_box(diag_mean[j], diag_logvar[j], cfg.window_sd), gaussian_box(long_mean[j], long_logvar[j], cfg.window_sd)]
         points, log_post, log_p, _ = posterior_on_window(model, xt[j:j + 1], boxes, cfg, top)
         elbo = elbo_of(model, xt[j:j + 1], top_mean[j], top_logvar[j], cfg, gen, top)
         top_rows.append({"image": cfg.top_images[j] + 1, "digit": int(y_all[cfg.top_images[j]]), "log_p_top": log_p.item(),
                          "log_p_top_coarse": log_p_top[j].item(), "elbo_svi": elbo,
                          "kl_svi": grid_kl(points, log_post, top_mean[j], top_logvar[j]), "kl_svi_check": log_p.item() - elbo,
+                         "svi_sd": (0.5 * top_logvar[j, 0]).exp().item(), "kl_svi_diag": grid_kl(points, log_post, diag_mean[j], diag_logvar[j]),
+                         "svi_diag_sd": (0.5 * diag_logvar[j]).exp().tolist(),
+                         "kl_svi_twice_steps": grid_kl(points, log_post, long_mean[j], long_logvar[j]),
                          "modes": modes(log_post, cfg.window_points, cfg.mode_floor)})
         ax = top_axes[j]
         contour(ax, points, cfg.window_points, log_post, "black", "solid", "p(z | top half)")
         contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, top_mean[j], top_logvar[j]), "C0", "dotted",
-                "q, SVI")
+                "q = N(μ, σ²I), SVI")
+        contour(ax, points, cfg.window_points, diag_gaussian_log_prob(points, diag_mean[j], diag_logvar[j]), "C2", "dashdot",
+                "q, a variance per axis")
         ax.set_title(f"top half of test image {cfg.top_images[j] + 1}")
         ax.set_xlabel("$z_1$")
         with torch.no_grad():
