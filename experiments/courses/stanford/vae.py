@@ -176,5 +176,5 @@ def run(cfg: Config, ctx: Context) -> Result:
         "first_epoch_gain": history["eval_elbo"][1] - history["eval_elbo"][0],
     }
     figures = {"curves": latent2d.curves_figure(history), "samples": samples, "interpolations": interp,
-               "latent": latent2d.latent_figure(z_test, y_test, "encoder means, test images")}
+               "latent": latent2d.latent_figure(z_ref, y_ref, f"encoder means, first {len(z_ref):,} training images")}
     return Result(metrics, figures)
