@@ -82,7 +82,7 @@ def assess(enc, dec, pixel_range, x01: torch.Tensor, cfg: Config, seed: int, noi
 def judge(classifier, reference_f: torch.Tensor, images01: torch.Tensor, k: int) -> dict:
     """Frechet distance and precision/recall against the reference, pixel diversity, and the CNN's labels
     (share of each digit, mean top probability), of decoded prior samples in [0, 1] (S, 1, 28, 28)."""
-    probs = torch.softmax(classifier(2 * images01 - 1), dim=1)  # (S, 10); the CNN was trained on [-1, 1]
+    probs = sample_metrics.cnn_probs(classifier, images01)  # (S, 10)
     top, label = probs.max(1)
     share = torch.bincount(label, minlength=10).double() / len(label)
     return {**sample_metrics.score(reference_f, sample_metrics.cnn_features(classifier, images01), k),

@@ -38,6 +38,12 @@ def load_classifier(sup: dict, device: torch.device) -> torch.nn.Sequential:
 
 
 @torch.no_grad()
+def cnn_probs(classifier: torch.nn.Sequential, images01: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """(N, 10) the CNN's class probabilities for images in [0, 1] (N, 1, 28, 28); it was trained on [-1, 1]."""
+    return map_batches(lambda x: torch.softmax(classifier(2 * x - 1), dim=1), images01, batch_size=batch_size)
+
+
+@torch.no_grad()
 def cnn_features(classifier: torch.nn.Sequential, images01: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """(N, F) penultimate-layer features of images in [0, 1] (N, 1, 28, 28); the CNN was trained on [-1, 1]."""
     body = classifier[:-1].eval()  # every layer but the output layer (dropout is the identity in eval mode)
