@@ -1,6 +1,7 @@
 """Stanford STATS305C's Problems 1 and 2 and the Stanford VAE's helpers, against exact answers."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from experiments.courses.stanford import classifier as stan_nn
@@ -47,3 +48,14 @@ def test_knn_digit_labels_separated_clusters_exactly():
     labels = torch.cat([torch.full((100,), 3), torch.full((100,), 8)])
     z = torch.tensor([[0.5, -0.2], [19.0, 21.0]])
     assert stan_vae.knn_digit(z, ref, labels, 15, chunk=1).tolist() == [3, 8]
+
+
+def test_blends_are_the_grid_images_whose_likeliest_digit_is_under_the_threshold():
+    """In a 2 x 3 grid, only the image at row 2, column 1 (0.4 for digit 8, 0.35 for 3) has no digit at 0.5 or more."""
+    probs = torch.full((6, 10), 0.0)
+    probs[:, 1] = 0.9
+    probs[3] = 0.0
+    probs[3, 8], probs[3, 3], probs[3, 5] = 0.4, 0.35, 0.25
+    (only,) = stan_vae.blends(probs, cols=3, below=0.5)
+    assert only["row"] == 2 and only["col"] == 1 and only["digits"] == [8, 3]
+    assert only["probs"] == pytest.approx([0.4, 0.35])

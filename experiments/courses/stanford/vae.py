@@ -16,9 +16,11 @@ against training means; its confusion between each pair of digits is set beside 
 digits' mean images are in pixel space (cosine similarity), with a rank correlation over the 45 pairs.
 The critique of the samples: the digit of each of many prior draws by the same nearest-neighbour vote
 (the digit mix the prior produces), the test ELBO per digit (which digits the model fits worst), and
-the share of gray decoder-mean pixels in samples and in reconstructions. Interpolations: the pixel
-distance between consecutive decoded images (a jump shows as one step much larger than the mean)
-and the nearest-neighbour digit along each path.
+the share of gray decoder-mean pixels in samples and in reconstructions; and the digits the
+supervised CNN (section sup) reads in the 8 x 8 samples, with the blends it gives no digit half its
+probability, after checking how often it reads reconstructions of test images (decoder means, blurred
+like the samples) as their true digit. Interpolations: the pixel distance between consecutive decoded
+images (a jump shows as one step much larger than the mean), and the digits the CNN reads along each path.
 
 Rerun: ``python reproduce.py --only stan_vae``
 """
@@ -29,13 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from experiments.lib import latent2d
+from experiments.lib import latent2d, sample_metrics
 from experiments.lib.contract import Context, DigitGrid, Result
 from experiments.lib.data import binarize
 
 SECTION = "stan_vae"
 TITLE = "Stanford STATS305C: amortized inference with a 2-D MLP VAE"
-REQUIRES: tuple[str, ...] = ()
+REQUIRES = ("sup",)  # its CNN reads the digits of decoded images (samples, interpolations)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Config:
     steps: int = 10  # images along each interpolation
     knn: int = 15  # neighbours of the latent-space classifier
     knn_reference: int = 10000  # training images (the first ones) it compares against
+    blend_below: float = 0.5  # a decoded image the CNN gives no digit this much probability is read as a blend
     stream: int = 40  # generators seeded with seed + stream + k
 
 
@@ -64,8 +67,9 @@ SMOKE = Config(epochs=2, eval_samples=2, n_train_eval=500, knn_reference=500, sa
 
 HEADLINE = ("test_elbo", "test ELBO (nats)")
 TOLERANCES = {"test_elbo": (1e-4, 3.0), "train_elbo": (1e-4, 3.0)}
-CHOICES = ("latent.top_pairs", "critique.commonest")  # which pairs overlap most, which digit the prior draws most often:
-# argmaxes over near-ties that another machine may decide otherwise
+# which pairs overlap most, which digit the prior draws most often, which digit the CNN reads in a decoded image and
+# which images it reads as blends: argmaxes and thresholds over near-ties that another machine may decide otherwise
+CHOICES = ("latent.top_pairs", "critique.commonest", "critique.sample_digits", "critique.blends", "interpolation.cnn_digits")
 
 
 def ranks(v: torch.Tensor) -> torch.Tensor:
@@ -114,10 +118,26 @@ def interpolation_steps(images: torch.Tensor) -> torch.Tensor:
     return (images[:, 1:] - images[:, :-1]).norm(dim=-1)
 
 
+def read_digits(classifier, images01: np.ndarray) -> torch.Tensor:
+    """The supervised CNN's class probabilities (N, 10) for decoded images in [0, 1] (..., 28, 28)."""
+    images = torch.as_tensor(images01).reshape(-1, 1, 28, 28)
+    return sample_metrics.cnn_probs(classifier, images.to(next(classifier.parameters()).device)).cpu()
+
+
+def blends(probs: torch.Tensor, cols: int, below: float) -> list[dict]:
+    """The grid's images (row-major, ``cols`` wide) whose likeliest digit has probability under ``below``: position
+    and the two likeliest digits with their probabilities."""
+    top, digit = probs.topk(2, dim=1)
+    return [{"row": i // cols + 1, "col": i % cols + 1, "digits": digit[i].tolist(), "probs": top[i].tolist()}
+            for i in range(len(probs)) if top[i, 0] < below]
+
+
 def critique(cfg: Config, model, gen: torch.Generator, z_ref: torch.Tensor, y_ref: torch.Tensor, x_test: torch.Tensor,
-             z_test: torch.Tensor, test_elbo: torch.Tensor, y_test: torch.Tensor, sample_means: torch.Tensor) -> dict:
+             z_test: torch.Tensor, test_elbo: torch.Tensor, y_test: torch.Tensor, sample_means: torch.Tensor,
+             classifier) -> dict:
     """Problem 3e's critique in numbers: the digit mix of prior samples (nearest-neighbour digit in the latent plane),
-    the test ELBO per digit, and how gray the sample means are against reconstructions."""
+    the test ELBO per digit, and how gray the sample means are against reconstructions; the CNN's reading of the
+    sample grid (its digits, and the blends it gives no digit), checked first on reconstructions of test images."""
     z = torch.randn(cfg.prior_draws, cfg.latent_dim, generator=gen)
     mix = torch.bincount(knn_digit(z, z_ref, y_ref, cfg.knn), minlength=10).float() / cfg.prior_draws
     per_digit = [test_elbo[y_test == d].mean().item() for d in range(10)]
@@ -127,7 +147,11 @@ def critique(cfg: Config, model, gen: torch.Generator, z_ref: torch.Tensor, y_re
         return ((m > lo) & (m < hi)).float().mean().item()
     with torch.no_grad():
         recon = model.decoder_mean(latent2d.encode_means(model, x_test[:1000]))
-    return {"digit_mix": mix.tolist(), "rarest": int(mix.argmin()), "commonest": int(mix.argmax()),
+    # the CNN was trained on real digits: how often it reads a decoder mean (a reconstruction) as its true digit
+    reader_accuracy = (read_digits(classifier, recon.numpy()).argmax(1) == y_test[:1000]).float().mean().item()
+    probs = read_digits(classifier, sample_means.numpy())  # (rows * cols, 10)
+    return {"reader_accuracy": reader_accuracy, "sample_digits": probs.argmax(1).tolist(),
+            "blends": blends(probs, sample_means.shape[1], cfg.blend_below),"digit_mix": mix.tolist(), "rarest": int(mix.argmin()), "commonest": int(mix.argmax()),
             "elbo_per_digit": per_digit, "hardest": int(np.argmin(per_digit)), "easiest": int(np.argmax(per_digit)),
             # median distance from the origin of each digit's test encodings (the prior weights the centre)
             "radius_per_digit": [z_test[y_test == d].norm(dim=1).quantile(0.5).item() for d in range(10)],
@@ -152,17 +176,23 @@ def run(cfg: Config, ctx: Context) -> Result:
     z = torch.randn(rows, cols, cfg.latent_dim, generator=gen)
     sample_means = latent2d.decode_means(model, z)
     samples = DigitGrid(sample_means, tuple(f"row {r + 1}" for r in range(rows)), ())
-    crit = critique(cfg, model, gen, z_ref, y_ref, x_test, z_test, test_elbo, y_test, torch.from_numpy(sample_means))
+    classifier = sample_metrics.load_classifier(ctx.require("sup"), ctx.device)
+    crit = critique(cfg, model, gen, z_ref, y_ref, x_test, z_test, test_elbo, y_test, torch.from_numpy(sample_means),
+                    classifier)
     ends = torch.randn(2, cfg.pairs, cfg.latent_dim, generator=gen)
     path = latent2d.interpolate(ends[0], ends[1], cfg.steps)  # (P, T, d)
     path_images = latent2d.decode_means(model, path)  # (P, T, 28, 28)
     steps = interpolation_steps(torch.from_numpy(path_images).flatten(2))  # (P, T - 1)
     labels = knn_digit(path.reshape(-1, cfg.latent_dim), z_ref, y_ref, cfg.knn).reshape(cfg.pairs, cfg.steps)
+    read = read_digits(classifier, path_images).reshape(cfg.pairs, cfg.steps, 10)  # what the decoded images show
     ratio = steps.max(1).values / steps.mean(1)
     interpolation = [{"digits": [int(d) for d in row], "changes": int((row[1:] != row[:-1]).sum()),
-                      "max_over_mean_step": r.item(), "smooth": bool(r <= cfg.smooth_ratio)} for row, r in zip(labels, ratio)]
-    # rows named by pair only: the latent k-NN digits along a path are not what its decoded images show
-    interp = DigitGrid(path_images, tuple(f"pair {p + 1}" for p in range(cfg.pairs)),
+                      "cnn_digits": probs.argmax(1).tolist(), "cnn_confidence": probs.max(1).values.tolist(),
+                      "max_over_mean_step": r.item(), "smooth": bool(r <= cfg.smooth_ratio)}
+                     for row, probs, r in zip(labels, read, ratio)]
+    # rows named by the digits the CNN reads along them, each once in order (the latent k-NN's are not what they show)
+    joined = [[d for t, d in enumerate(r["cnn_digits"]) if t == 0 or d != r["cnn_digits"][t - 1]] for r in interpolation]
+    interp = DigitGrid(path_images, tuple(f"pair {p + 1}: {'-'.join(map(str, js))}" for p, js in enumerate(joined)),
                        tuple(f"t={t:.2f}" for t in torch.linspace(0, 1, cfg.steps).tolist()))
     metrics = {
         "history": history, "epochs": cfg.epochs, "n_train": len(x_train), "n_test": len(x_test),
