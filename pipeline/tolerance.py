@@ -1,10 +1,12 @@
 # AI-written code (brief, section 4.1.1): written by an AI coding assistant (Claude, by Anthropic); see the report's "Use of AI tools".
-"""Cross-device tolerances from the spread over seeds, with a stated family-wise false-alarm rate.
+"""Cross-device tolerances from a recorded spread, with a stated family-wise false-alarm rate.
 
-Model: a correct rerun elsewhere changes a number like another seed does, so the difference d
-between the rerun and the recorded value has variance 2 sigma^2, sigma being the number's SD over
-seeds. Its estimate s has few degrees of freedom (nu = seeds - 1 = 2 with three seeds), so one
-element's s can be several times too small by chance. Three remedies:
+Model: a correct rerun elsewhere changes a number like one more run of the recorded spread does: a
+rerun of the same seed with perturbed rounding (the ``jitter`` record) where those moved the number,
+else another seed (``verify.Rule`` chooses). So the difference d between the rerun and the recorded
+value has variance 2 sigma^2, sigma being the number's SD over those runs. Its estimate s has few
+degrees of freedom (nu = runs - 1, 2 with three seeds), so one element's s can be several times too
+small by chance. Three remedies:
 
 * pooling: an element of a list (a per-epoch series) takes the RMS SD of the POOL nearest
   elements of its list (of a nested list, a table of exchangeable items such as images per digit: of all of them), a scalar that of its siblings (the same quantity of other models,
