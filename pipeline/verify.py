@@ -125,6 +125,13 @@ def moves(record: dict) -> bool:
     return any(numbers(record["sd"]) or [])
 
 
+def served_by_reruns(key: str, noise: str | tuple | None, spread: dict, reruns: dict) -> bool:
+    """Whether a number's tolerance comes from the perturbed reruns (they moved it, or its source under a "like" rule,
+    or the seeds did not record it) rather than from the seeds."""
+    source = noise[1] if isinstance(noise, tuple) and noise[0] == "like" else key
+    return source in reruns and (moves(reruns[source]) or key not in spread)
+
+
 class Rule:
     """Per-element tolerances of one metric, whether a difference passes, and the false-alarm rate they allow."""
 
@@ -139,9 +146,7 @@ class Rule:
                          else [0.0 if self.ints else DEFAULT_SAME_REL * max(1.0, abs(x)) for x in recorded])
         elif key in spread or key in (reruns or {}):
             # the rerun-at-one-seed model where perturbations moved the number (or its source), else the seeds'
-            source = noise[1] if isinstance(noise, tuple) and noise[0] == "like" else key
-            jittered = source in (reruns or {}) and (moves(reruns[source]) or key not in spread)
-            model = reruns if jittered else spread
+            model = reruns if served_by_reruns(key, noise, spread, reruns or {}) else spread
             made = SpreadTolerance.of(model, key, recorded, family, headline, noise)
             self.tols = [max(tol, DEFAULT_SAME_REL * max(1.0, abs(x))) for tol, x in zip(made.tols, recorded)]
             self.rate, self.uncapped = made.rate, made.uncapped
@@ -178,15 +183,17 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
         if a is None or b is None or len(a) != len(b):
             rows.append(Row(label, old, new, None, None, old == new))
             continue
-        if any(key == c or key.startswith(c + ".") for c in choices):
-            # which items an argmax or a ranking picked: another machine's rounding may pick another near-tie
+        noise = rule_of(section, key)
+        if any(key == c or key.startswith(c + ".") for c in choices) or noise == "shown":
+            # which items an argmax or a ranking picked, or an outcome that jumps (a threshold's count, a restart that
+            # converges or not): another machine's rounding may land on the other side
             rows.append(Row(f"{label} (a choice)", old, new, None, None, not same or old == new))
             continue
         if key in selects and len(a) == 1 and old != new:
             rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread, family,
                                  reruns))
             continue
-        noise, spread_here, reruns_here = rule_of(section, key), spread, reruns
+        spread_here, reruns_here = spread, reruns
         if noise == "log" and not same and (key in spread or key in reruns) and min(a + b) > 0:
             # positive and heavy-tailed: its logarithm, and the spread of the logarithm
             log = lambda r: {**r, key: logged(r[key])} if key in r else r  # noqa: E731
@@ -305,7 +312,8 @@ def moved(value: Any, factor: float) -> Any:
 def leave_one_out(registry: dict, move: float | None = None, kind: str = "spread") -> list[Row]:
     """Every run of a recorded spread checked as a rerun elsewhere would be: for each held-out run and each other run as
     the recorded one, the held-out run's numbers against tolerances made from the other runs alone. ``kind`` "spread":
-    seeds, under the seed model alone (the jitter record set aside); "jitter": the rounding perturbations at one seed,
+    seeds, under the seed model alone (the jitter record set aside), on the numbers it serves (those the perturbed
+    reruns leave unmoved, where the registry has them); "jitter": the rounding perturbations at one seed,
     the seeds' spread kept for what they leave unmoved. With ``move``, the headline's row alone, the rerun's headline
     being the recorded one times ``move``."""
     from .spread import spread_of  # imports torch
@@ -320,6 +328,9 @@ def leave_one_out(registry: dict, move: float | None = None, kind: str = "spread
         headline, seeds = headline_of(section), section_seeds(spread, section)
         if move is not None and headline not in recorded_now & set(record["metrics"]):
             continue
+        reruns = usable_spread(registry, section, entry, "jitter") if kind == "spread" and entry else {}
+        # the seed model is tested on the numbers it serves, the reruns' on theirs
+        tested = {key for key in recorded_now if not served_by_reruns(key, rule_of(section, key), record["metrics"], reruns)}
         runs = [{key: v["values"][i] for key, v in record["metrics"].items() if key in recorded_now}
                 for i in range(len(seeds))]
         for out, held in enumerate(seeds):
@@ -333,5 +344,6 @@ def leave_one_out(registry: dict, move: float | None = None, kind: str = "spread
                          {**runs[out], headline: moved(runs[i][headline], move)}}
                 rows += [dataclasses.replace(row, metric=f"{row.metric} ({label} {held} vs {seeds[i]})")
                          for row in compare(section, recorded, rerun, others)
-                         if move is None or row.metric == f"{section}.{headline}"]
+                         if (move is None or row.metric == f"{section}.{headline}")
+                         and row.metric.split(" (")[0].removeprefix(f"{section}.") in tested]
     return rows

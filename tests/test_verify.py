@@ -351,3 +351,23 @@ def test_leaving_a_perturbation_out_sets_the_seed_spread_aside_only_when_leaving
     rows = leave_one_out(registry, kind="jitter")
     assert len(rows) == 12 and all(r.ok for r in rows) and "sup.test_loss (perturbation 3 vs 0)" in {r.metric for r in rows}
     assert all(r.ok for r in leave_one_out(registry))
+
+
+def test_a_number_declared_shown_is_equal_on_the_same_device_and_not_compared_on_another(monkeypatch):
+    """A restart that converges or not ("shown"): 0 against 0.0017 passes across devices, fails on the same one."""
+    monkeypatch.setitem(tolerance.NOISE, "sup", {"final_loss": "shown"})
+    registry = spread_registry({"final_loss": {"values": [0.0, 0.0, 0.0], "sd": 0.0}})
+    recorded = entry(HERE, final_loss=0.0)
+    assert verdicts(compare("sup", recorded, entry(ELSEWHERE, final_loss=0.0017), registry)) == {"sup.final_loss (a choice)": True}
+    assert verdicts(compare("sup", recorded, entry(HERE, final_loss=0.0017), registry)) == {"sup.final_loss (a choice)": False}
+
+
+def test_leaving_a_seed_out_tests_only_the_numbers_the_seeds_serve():
+    """With a jitter record that moves test_loss, leaving a seed out compares val_acc alone (an outlying seed of test_loss,
+    judged by the reruns in --verify, is not the seed model's to pass)."""
+    from pipeline.verify import leave_one_out
+    seeds = {"test_loss": {"values": [0.03, 0.03, 0.9], "sd": 0.5}, "val_acc": {"values": [0.9, 0.91, 0.89], "sd": 0.01}}
+    reruns = {"test_loss": {"values": [0.03, 0.0301, 0.0299, 0.03], "sd": 0.0001}, "val_acc": {"values": [0.9] * 4, "sd": 0.0}}
+    registry = {**jitter_registry(seeds, reruns), "sections": {"sup": {**entry(HERE, test_loss=0.03, val_acc=0.9), "seed": 0}}}
+    rows = leave_one_out(registry)
+    assert rows and {r.metric.split(" (")[0] for r in rows} == {"sup.val_acc"} and all(r.ok for r in rows)
