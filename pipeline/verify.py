@@ -252,8 +252,10 @@ def basis(rows: list[Row], same: bool, registry: dict) -> str:
     own = {name: seeds for name in {r.metric.split(".")[0] for r in rows}
            if (seeds := section_seeds(spread, name)) != spread["seeds"]}
     jitter = registry.get("jitter")
-    reruns = (f"tolerances from {len(jitter['seeds']) - 1} reruns at seed {jitter['seed']} with their rounding "
-              "perturbed where those moved a number, else " if jitter else "tolerances ")
+    counts = sorted({len(section_seeds(jitter, name)) - 1 for name in {r.metric.split(".")[0] for r in rows}
+                     if name in jitter.get("sections", {})}) if jitter else []
+    reruns = (f"tolerances from {'-'.join(map(str, sorted({counts[0], counts[-1]})))} reruns at seed {jitter['seed']} "
+              "with their rounding perturbed where those moved a number, else " if counts else "tolerances ")
     return (f"{reruns}from the spread over seeds {', '.join(map(str, spread['seeds']))}" +
             (" (" + "; ".join(f"{name}: {', '.join(map(str, seeds))}" for name, seeds in sorted(own.items())) + ")"
              if own else "") + " where recorded: a correct "
