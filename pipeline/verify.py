@@ -179,15 +179,15 @@ def compare(section: str, recorded: dict, reproduced: dict, registry: dict | Non
             continue
         new = new_flat.get(key)
         label = f"{section}.{key}"
+        noise = rule_of(section, key)
+        if any(key == c or key.startswith(c + ".") for c in choices) or noise == "shown":
+            # which items an argmax or a ranking picked (how many, too), or an outcome that jumps (a threshold's count,
+            # a restart that converges or not): another machine's rounding may land on the other side
+            rows.append(Row(f"{label} (a choice)", old, new, None, None, not same or old == new))
+            continue
         a, b = numbers(old), numbers(new)
         if a is None or b is None or len(a) != len(b):
             rows.append(Row(label, old, new, None, None, old == new))
-            continue
-        noise = rule_of(section, key)
-        if any(key == c or key.startswith(c + ".") for c in choices) or noise == "shown":
-            # which items an argmax or a ranking picked, or an outcome that jumps (a threshold's count, a restart that
-            # converges or not): another machine's rounding may land on the other side
-            rows.append(Row(f"{label} (a choice)", old, new, None, None, not same or old == new))
             continue
         if key in selects and len(a) == 1 and old != new:
             rows.append(selected(label, selects[key], a[0], b[0], old_flat, new_flat, same, declared, spread, family,

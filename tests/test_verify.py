@@ -371,3 +371,12 @@ def test_leaving_a_seed_out_tests_only_the_numbers_the_seeds_serve():
     registry = {**jitter_registry(seeds, reruns), "sections": {"sup": {**entry(HERE, test_loss=0.03, val_acc=0.9), "seed": 0}}}
     rows = leave_one_out(registry)
     assert rows and {r.metric.split(" (")[0] for r in rows} == {"sup.val_acc"} and all(r.ok for r in rows)
+
+
+def test_a_choice_may_pick_a_different_number_of_items_on_another_device(monkeypatch):
+    """Blends the CNN finds (a CHOICES list of records): two recorded, one reproduced elsewhere, is shown, not failed."""
+    from pipeline.runner import section_module
+    monkeypatch.setattr(section_module("sup"), "CHOICES", ("blends",), raising=False)
+    recorded = entry(HERE, blends=[{"row": 1, "col": 7}, {"row": 8, "col": 5}])
+    rows = compare("sup", recorded, entry(ELSEWHERE, blends=[{"row": 2, "col": 7}]))
+    assert verdicts(rows) == {"sup.blends.row (a choice)": True, "sup.blends.col (a choice)": True}
