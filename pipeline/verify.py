@@ -254,7 +254,8 @@ def basis(rows: list[Row], same: bool, registry: dict) -> str:
     jitter = registry.get("jitter")
     counts = sorted({len(section_seeds(jitter, name)) - 1 for name in {r.metric.split(".")[0] for r in rows}
                      if name in jitter.get("sections", {})}) if jitter else []
-    reruns = (f"tolerances from {'-'.join(map(str, sorted({counts[0], counts[-1]})))} reruns at seed {jitter['seed']} "
+    many = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    reruns = (f"tolerances from {many} reruns at seed {jitter['seed']} "
               "with their rounding perturbed where those moved a number, else " if counts else "tolerances ")
     return (f"{reruns}from the spread over seeds {', '.join(map(str, spread['seeds']))}" +
             (" (" + "; ".join(f"{name}: {', '.join(map(str, seeds))}" for name, seeds in sorted(own.items())) + ")"
