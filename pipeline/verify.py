@@ -254,7 +254,7 @@ def basis(rows: list[Row], same: bool, registry: dict) -> str:
     jitter = registry.get("jitter")
     counts = sorted({len(section_seeds(jitter, name)) - 1 for name in {r.metric.split(".")[0] for r in rows}
                      if name in jitter.get("sections", {})}) if jitter else []
-    many = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    many = " to ".join(map(str, dict.fromkeys([counts[0], counts[-1]]))) if counts else ""
     reruns = (f"tolerances from {many} reruns at seed {jitter['seed']} "
               "with their rounding perturbed where those moved a number, else " if counts else "tolerances ")
     return (f"{reruns}from the spread over seeds {', '.join(map(str, spread['seeds']))}" +
