@@ -30,6 +30,7 @@ MODULES = {
     "tor_grad": "experiments.courses.toronto.gradients",
     "dtu_vae": "experiments.courses.dtu.priors",
     "dtu_gauss": "experiments.courses.dtu.gaussian_decoder",
+    "dtu_conv": "experiments.courses.dtu.conv_vae",
     "ein_vae": "experiments.courses.eindhoven.mixture_vae",
     "stan_vae": "experiments.courses.stanford.vae",
     "stan_gd": "experiments.courses.stanford.gradient_descent",

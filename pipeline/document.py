@@ -38,7 +38,7 @@ NAME_MAX = {"name": 80, "username": 40}  # characters: the most the report's one
 REPORT_PARTS = ("sup", "derivations", "q1", "q2", "q3", "q4", "extra", "ai_tools")
 # the companion (report/companion.pdf): what four other courses ask of the same VAE (Toronto, DTU, Eindhoven, Stanford),
 # each part a section rendered by its course's template, course by course
-COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss", "ein_vae", "stan_vae", "stan_gd", "stan_nn")
+COMPANION_PARTS = ("tor_vae", "tor_posterior", "tor_grad", "dtu_vae", "dtu_gauss", "dtu_conv", "ein_vae", "stan_vae", "stan_gd", "stan_nn")
 # its opening table: one partial templates/courses/<course>/map.html.j2 of rows per course, in this order
 COMPANION_COURSES = {"toronto": "Toronto CSC412/2506", "dtu": "DTU 02460", "eindhoven": "Eindhoven 2AMU20",
                      "stanford": "Stanford STATS305C"}

@@ -28,12 +28,14 @@ def grid_log_px(model: mlp_vae.MLPVAE, x: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(log_joint, 0) + math.log(step)
 
 
-@pytest.mark.parametrize("prior", ["gaussian", "mog"])
-def test_importance_sampled_log_px_matches_numerical_integration(g, prior):
+@pytest.mark.parametrize("prior, likelihood", [("gaussian", "bernoulli"), ("mog", "bernoulli"), ("gaussian", "continuous_bernoulli")])
+def test_importance_sampled_log_px_matches_numerical_integration(g, prior, likelihood):
     """With a 1-D latent, log p(x) by importance sampling equals the grid integral within 4 standard errors."""
     torch.manual_seed(1)
-    model = mlp_vae.MLPVAE(mlp_vae.Arch(latent_dim=1, hidden=(8,), prior=prior, components=3)).double().eval()
-    x = (torch.rand(3, 784, generator=g, dtype=torch.float64) < 0.3).double()
+    arch = mlp_vae.Arch(latent_dim=1, hidden=(8,), prior=prior, components=3, likelihood=likelihood)
+    model = mlp_vae.MLPVAE(arch).double().eval()
+    x = torch.rand(3, 784, generator=g, dtype=torch.float64)
+    x = x if likelihood == "continuous_bernoulli" else (x < 0.3).double()
     est = model.log_px(x, 5000, g, chunk=5000)
     exact = grid_log_px(model, x)
     assert torch.all((est["log_p"] - exact).abs() < 4 * est["se"] + 1e-6), (est, exact)
@@ -119,3 +121,25 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement_and_keep
     h = mlp_vae.fit(model, x, x[:10], mlp_vae.Training(epochs=5, batch_size=20, lr=0.0), ctx, 0, patience=1)
     assert (len(h["val"]), h["best_epoch"], h["stopped_early"]) == (3, 1, True)
     assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+
+
+def test_conv_vae_log_px_matches_numerical_integration(g):
+    """DTU 1.8's CNN VAE, with a 1-D latent: importance-sampled log p(x) equals the grid integral within 4 standard errors."""
+    from experiments.courses.dtu.conv_vae import ConvVAE
+
+    torch.manual_seed(2)
+    model = ConvVAE(mlp_vae.Arch(latent_dim=1), channels=(2, 3), kernel=4).double().eval()
+    x = (torch.rand(3, 784, generator=g, dtype=torch.float64) < 0.3).double()
+    est = model.log_px(x, 5000, g, chunk=5000)
+    assert torch.all((est["log_p"] - grid_log_px(model, x)).abs() < 4 * est["se"] + 1e-6)
+
+
+def test_conv_decoder_maps_leading_dimensions_like_each_slice(g):
+    """The CNN decoder of z (S, B, M) equals its output on each (B, M) slice, shaped (S, B, 784)."""
+    from experiments.courses.dtu.conv_vae import ConvVAE
+
+    model = ConvVAE(mlp_vae.Arch(latent_dim=3), channels=(2, 3), kernel=4).double().eval()
+    z = torch.randn(4, 5, 3, generator=g, dtype=torch.float64)
+    out = model.decoder(z)
+    assert out.shape == (4, 5, 784)
+    torch.testing.assert_close(out, torch.stack([model.decoder(zs) for zs in z]))

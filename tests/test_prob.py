@@ -192,6 +192,41 @@ def test_gaussian_sample_has_the_right_moments(g):
     assert torch.all((z.var(0) - var).abs() < 4 * var * math.sqrt(2 / 1e5))
 
 
+CB_LOGITS = torch.tensor([-10.0, -3.0, -0.05, -1e-3, 0.0, 1e-5, 0.02, 0.5, 4.0, 10.0], dtype=torch.float64)
+
+
+def test_continuous_bernoulli_log_prob_matches_torch(g):
+    """The continuous Bernoulli log-density from logits equals torch's, near lambda = 1/2 included."""
+    x = torch.rand(7, len(CB_LOGITS), generator=g, dtype=torch.float64)
+    ref = torch.distributions.ContinuousBernoulli(logits=CB_LOGITS).log_prob(x)
+    mine = torch.stack([prob.continuous_bernoulli_log_prob(x[:, j:j + 1], CB_LOGITS[j:j + 1]) for j in range(len(CB_LOGITS))], 1)
+    torch.testing.assert_close(mine, ref, atol=1e-8, rtol=0)
+
+
+def test_continuous_bernoulli_density_integrates_to_one():
+    """exp(log CB(x; lambda)) integrates to 1 over [0, 1] for every logit (midpoint rule, 20,000 cells)."""
+    x = ((torch.arange(20_000, dtype=torch.float64) + 0.5) / 20_000).unsqueeze(1)  # (G, 1)
+    for logit in CB_LOGITS:
+        mass = prob.continuous_bernoulli_log_prob(x, logit.view(1)).exp().mean()
+        assert abs(mass.item() - 1) < 1e-6, (logit, mass)
+
+
+def test_continuous_bernoulli_mean_matches_torch():
+    """The continuous Bernoulli's mean from logits equals torch's, on both sides of the series' switch at |l| = 0.1."""
+    logits = torch.cat([CB_LOGITS, torch.tensor([0.0999, 0.1001, -0.0999, -0.1001], dtype=torch.float64)])
+    ref = torch.distributions.ContinuousBernoulli(logits=logits).mean
+    torch.testing.assert_close(prob.continuous_bernoulli_mean(logits), ref, atol=1e-9, rtol=0)
+
+
+def test_continuous_bernoulli_sample_is_the_inverse_cdf_of_its_uniform(g):
+    """Each draw x from uniform u satisfies F(x) = (e^{l x} - 1) / (e^l - 1) = u (F(x) = x at l = 0), for logits of both signs."""
+    logits = CB_LOGITS.expand(500, -1)
+    x = prob.continuous_bernoulli_sample(logits, torch.Generator().manual_seed(3))
+    u = torch.rand(logits.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    cdf = torch.where(logits == 0, x, torch.expm1(logits * x) / torch.expm1(logits))
+    torch.testing.assert_close(cdf, u, atol=1e-8, rtol=0)
+
+
 def mixture(g, k=3, d=2):
     return (torch.randn(k, generator=g, dtype=torch.float64), torch.randn(k, d, generator=g, dtype=torch.float64) * 2,
             torch.randn(k, d, generator=g, dtype=torch.float64) * 0.5)

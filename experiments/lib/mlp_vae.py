@@ -9,6 +9,7 @@ Model, images flattened to x in R^D (D = 784), latent z in R^d:
     p(x|z) = prod_j Bernoulli(x_j; sigmoid(f_j(z)))              likelihood "bernoulli" (binarized pixels)
            = N(x; sigmoid(f(z)), sigma^2 I)                       likelihood "gaussian_fixed"
            = N(x; sigmoid(f(z)), diag(v)), v learned per pixel    likelihood "gaussian_learned"
+           = prod_j CB(x_j; sigmoid(f_j(z)))                      likelihood "continuous_bernoulli" (pixels in [0, 1])
 with the decoder MLP f: d -> hidden (reversed) -> D. The ELBO per image (one z = mu + sigma * eps;
 Kingma and Welling 2013, Eq. 10 with, and Eq. 3 without, the closed-form KL):
     ELBO(x) = log p(x|z) - KL(q || p),  KL in closed form for N(0, I) (unless ``closed_form_kl`` is off),
@@ -27,13 +28,14 @@ import torch
 from torch import nn
 
 from experiments.lib.data import batches
-from experiments.lib.prob import (bernoulli_log_prob, bernoulli_sample, diag_gaussian_log_prob, gaussian_sample,
+from experiments.lib.prob import (bernoulli_log_prob, bernoulli_sample, continuous_bernoulli_log_prob,
+                   continuous_bernoulli_mean, continuous_bernoulli_sample, diag_gaussian_log_prob, gaussian_sample,
                    kl_to_standard_normal, log_weights, log_mean_exp, log_mean_exp_se, mixture_log_prob,
                    mixture_sample, monte_carlo_kl, reparameterize, standard_normal_log_prob)
 
 PIXELS = 28 * 28  # D
 PRIORS = ("gaussian", "mog")
-LIKELIHOODS = ("bernoulli", "gaussian_fixed", "gaussian_learned")
+LIKELIHOODS = ("bernoulli", "gaussian_fixed", "gaussian_learned", "continuous_bernoulli")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
@@ -106,13 +108,17 @@ class MLPVAE(nn.Module):
         return torch.full((PIXELS,), 2 * math.log(self.arch.sigma), device=self.decoder[0].weight.device)
 
     def decoder_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z] = sigmoid(f(z)) for every likelihood, (..., D)."""
+        """E[x|z], (..., D): sigmoid(f(z)), but for the continuous Bernoulli, whose mean is not its parameter."""
+        if self.arch.likelihood == "continuous_bernoulli":
+            return continuous_bernoulli_mean(self.decoder(z))
         return torch.sigmoid(self.decoder(z))
 
     def log_lik(self, x: torch.Tensor, z: torch.Tensor, pixels: slice = slice(None)) -> torch.Tensor:
         """log p(x|z) of the pixels ``pixels`` (all; the top half: slice(0, 392)) for x (B, D) and z (..., B, d); (..., B)."""
         if self.arch.likelihood == "bernoulli":
             return bernoulli_log_prob(x[:, pixels], self.decoder(z)[..., pixels])
+        if self.arch.likelihood == "continuous_bernoulli":
+            return continuous_bernoulli_log_prob(x[:, pixels], self.decoder(z)[..., pixels])
         return diag_gaussian_log_prob(x[:, pixels], self.decoder_mean(z)[..., pixels], self.pixel_logvar()[pixels])
 
     def log_joint(self, x: torch.Tensor, pixels: slice = slice(None)):
@@ -120,7 +126,10 @@ class MLPVAE(nn.Module):
         return lambda z: self.prior_log_prob(z) + self.log_lik(x, z, pixels)
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """x ~ p(x|z) for z (B, d): binary pixels, or the mean plus per-pixel Gaussian noise; (B, D)."""
+        """x ~ p(x|z) for z (B, d): binary pixels, continuous-Bernoulli pixels in [0, 1], or the mean plus per-pixel
+        Gaussian noise; (B, D)."""
+        if self.arch.likelihood == "continuous_bernoulli":
+            return continuous_bernoulli_sample(self.decoder(z), generator)
         mean = self.decoder_mean(z)
         if self.arch.likelihood == "bernoulli":
             return bernoulli_sample(mean, generator)

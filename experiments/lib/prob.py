@@ -236,6 +236,55 @@ def gaussian_sample(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.G
     return reparameterize(mean, logvar, eps)
 
 
+def _near_zero(logits: torch.Tensor, width: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask |l| < width, l with those entries moved to ``width``): the second is safe where a formula divides by l,
+    and ``torch.where`` then takes the series there without a NaN reaching the gradient."""
+    small = logits.abs() < width
+    return small, torch.where(small, torch.full_like(logits, width), logits)
+
+
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(lambda) of the continuous Bernoulli (Loaiza-Ganem and Cunningham 2019, Eq. 2), elementwise.
+
+    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda); with lambda = sigmoid(l), 1 - 2 lambda = -tanh(l/2) and
+    artanh(1 - 2 lambda) = -l/2, so C = l / tanh(l/2), even in l, with the series 2 + l^2/6 - ... near 0:
+    log C = log 2 + l^2/12 - 7 l^4/1440 + O(l^6).
+    """
+    small, safe = _near_zero(logits, 1e-2)
+    exact = torch.log(safe.abs()) - torch.log(torch.tanh(safe.abs() / 2))
+    return torch.where(small, math.log(2.0) + logits ** 2 / 12 - 7 * logits ** 4 / 1440, exact)
+
+
+def continuous_bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log CB(x; sigmoid(logits)) summed over the last dimension, for x in [0, 1]; broadcasts.
+
+    log p = x log lambda + (1 - x) log(1 - lambda) + log C(lambda) = x l - softplus(l) + log C(l): the Bernoulli's
+    expression made a density on [0, 1] by its normaliser.
+    """
+    return (x * logits - torch.nn.functional.softplus(logits) + continuous_bernoulli_log_norm(logits)).sum(-1)
+
+
+def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
+    """E[x] of CB(sigmoid(l)), elementwise: lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda))
+    = sigmoid(l) / tanh(l/2) - 1/l, with the series 1/2 + l/12 - l^3/720 near 0 (the two terms cancel there).
+    Not sigmoid(l): the mean lies between 1/2 and lambda."""
+    small, safe = _near_zero(logits, 1e-1)
+    exact = torch.sigmoid(safe) / torch.tanh(safe / 2) - 1 / safe
+    return torch.where(small, 0.5 + logits / 12 - logits ** 3 / 720, exact)
+
+
+def continuous_bernoulli_sample(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x ~ CB(sigmoid(logits)) by inverting the CDF F(x) = (e^{l x} - 1) / (e^l - 1) at u ~ U(0, 1):
+    x = log(1 + u (e^l - 1)) / l, written for l < 0 (where e^l - 1 cannot overflow) and mirrored for l > 0
+    (x -> 1 - x maps CB(l) to CB(-l)); x = u at l = 0 (within 1e-12). Same shape as logits."""
+    u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).to(logits.device)
+    small, safe = _near_zero(logits, 1e-12)  # the formula is accurate down to tiny |l| (expm1, log1p); x = u only at l = 0
+    neg = -safe.abs()  # (...,) the negative of |l|
+    v = torch.where(safe < 0, u, 1 - u)  # the mirrored uniform for l > 0
+    x = torch.log1p(v * torch.expm1(neg)) / neg
+    return torch.where(small, u, torch.where(safe < 0, x, 1 - x))
+
+
 def mixture_log_prob(z: torch.Tensor, weights_logits: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
     """log sum_k pi_k N(z; m_k, diag exp(r_k)) for z (..., d); pi = softmax(weights_logits) (K,),
     means and logvars (K, d); result (...,)."""

@@ -1,13 +1,15 @@
-"""Companion, DTU 02460 week 1 Exercise 1.7: continuous pixels with a Gaussian decoder.
+"""Companion, DTU 02460 week 1 Exercise 1.7: continuous pixels with a Gaussian decoder, and the continuous Bernoulli.
 
 Question: with pixels in [0, 1] and p(x|z) = N(x; mu(z), diag(v)), compare a fixed variance with a
 learned per-pixel variance: how is the qualitative sample quality, and do the decoder means mu(z) of prior
-draws z ~ p(z) look better than samples x ~ p(x|z)?
+draws z ~ p(z) look better than samples x ~ p(x|z)? The course's optional part: the same with the continuous
+Bernoulli p(x|z) = prod_j CB(x_j; sigmoid(f_j(z))) (Loaiza-Ganem and Cunningham 2019).
 
 Method: two ``mlp_vae.MLPVAE`` models with the Gaussian prior, identical but for the likelihood:
 v = sigma^2 fixed (sigma = 0.1), or v_j learned per pixel (one free parameter each, shared by all
 z, floored at sigma_min^2 because background pixels are exactly 0 and v_j -> 0 would send the
-likelihood to infinity). Both train on all training images for the course's 5 epochs in batches of 128, with
+likelihood to infinity), and a third with the continuous Bernoulli, whose mean E[x|z] is not its parameter
+sigmoid(f(z)) (``prob.continuous_bernoulli_mean``). All three train on all training images for the course's 5 epochs in batches of 128, with
 the same seed. For ten prior draws z, the decoder means and one sample x ~ p(x|z) of each model; the learned
 standard deviation per pixel as an image. Whether a sample measure can judge these images is checked on the
 data they are: continuous real test digits, against the known-bad sets of ``sample_metrics`` and the same digits
@@ -30,10 +32,11 @@ from experiments.lib.data import to_float
 from experiments.lib.plotting import new_figure
 
 SECTION = "dtu_gauss"
-TITLE = "DTU 02460: Gaussian decoder with fixed and learned variance"
+TITLE = "DTU 02460: Gaussian decoders with fixed and learned variance, and the continuous Bernoulli"
 REQUIRES = ("sup",)
-LIKELIHOODS = ("gaussian_fixed", "gaussian_learned")
-LABELS = {"gaussian_fixed": "fixed variance", "gaussian_learned": "learned variance"}
+LIKELIHOODS = ("gaussian_fixed", "gaussian_learned", "continuous_bernoulli")
+GAUSSIANS = ("gaussian_fixed", "gaussian_learned")  # the likelihoods whose pixel noise is N(0, diag v), v free of z
+LABELS = {"gaussian_fixed": "fixed variance", "gaussian_learned": "learned variance", "continuous_bernoulli": "continuous Bernoulli"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ SMOKE = Config(train_images=500, training=mlp_vae.Training(epochs=1), metric_ima
 MEASURES = ("fd", "precision", "recall")
 
 HEADLINE = ("test.gaussian_learned.elbo", "test ELBO, learned variance (nats)")
-TOLERANCES = {"test.gaussian_fixed.elbo": (1e-3, 5.0), "test.gaussian_learned.elbo": (1e-3, 20.0)}
+TOLERANCES = {"test.gaussian_fixed.elbo": (1e-3, 5.0), "test.gaussian_learned.elbo": (1e-3, 20.0),
+              "test.continuous_bernoulli.elbo": (1e-3, 20.0)}
 
 
 def sigma_figure(sigma: np.ndarray, floor: float):
@@ -92,7 +96,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     as_images = lambda x: x.clamp(0, 1).view(-1, 1, 28, 28)  # noqa: E731
     reference = sample_metrics.cnn_features(classifier, as_images(x_test[order[:n]]))
     held_out = as_images(x_test[order[n:2 * n]])
-    test, scores, rows, row_labels, histories, logvars = {}, {}, [], [], {}, {}
+    test, scores, rows, row_labels, histories, logvars, means_of, samples_of = {}, {}, [], [], {}, {}, {}, {}
     learned = None
     for name in LIKELIHOODS:
         arch = mlp_vae.Arch(latent_dim=cfg.latent_dim, hidden=cfg.hidden, likelihood=name, sigma=cfg.sigma,
@@ -105,7 +109,9 @@ def run(cfg: Config, ctx: Context) -> Result:
         with torch.no_grad():
             z = model.sample_prior(n, draws)  # (n, d)
             means, samples = model.decoder_mean(z), model.sample_x(z, draws)  # (n, D) each
-            logvars[LABELS[name]] = model.pixel_logvar().detach()  # (D,)
+            if name in GAUSSIANS:
+                logvars[LABELS[name]] = model.pixel_logvar().detach()  # (D,)
+        means_of[name], samples_of[name] = means, samples
         for kind, x in (("means", means), ("samples", samples)):
             scores[f"{LABELS[name]}: {kind}"] = sample_metrics.score(
                 reference, sample_metrics.cnn_features(classifier, as_images(x)), cfg.knn)
@@ -129,7 +135,9 @@ def run(cfg: Config, ctx: Context) -> Result:
                           "median_ink": learned[ink > 0.1].median().item(),
                           "median_background": learned[ink <= 0.1].median().item()},
         # the root-mean-square pixel noise a sample adds to its mean, in grey levels of the 8-bit images
-        "noise_grey_levels": {LABELS[name]: 255 * logvars[LABELS[name]].exp().mean().sqrt().item() for name in LIKELIHOODS},
+        "noise_grey_levels": {LABELS[name]: 255 * logvars[LABELS[name]].exp().mean().sqrt().item() for name in GAUSSIANS},
+        # the same for the continuous Bernoulli, whose noise depends on z: measured, root-mean-square of sample - mean
+        "cb_noise_grey_levels": 255 * (samples_of["continuous_bernoulli"] - means_of["continuous_bernoulli"]).pow(2).mean().sqrt().item(),
         "validation": validation, "decides": deciders(validation["scores"], list(logvars)),
         "fd_samples_over_means": {name: scores[f"{LABELS[name]}: samples"]["fd"] / scores[f"{LABELS[name]}: means"]["fd"]
                                   for name in LIKELIHOODS},

@@ -50,7 +50,7 @@ class Config:
     components: int = 16  # K = 4**2, the notebook's
     lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)  # Adam step sizes compared
     # the notebook's batch of 32; at most this many epochs (the notebook allows 1,000), lr replaced by each of lrs
-    training: mlp_vae.Training = field(default_factory=lambda: mlp_vae.Training(epochs=3, batch_size=32))
+    training: mlp_vae.Training = field(default_factory=lambda: mlp_vae.Training(epochs=6, batch_size=32))
     val_images: int = 10000  # the notebook's random_split of the training file: the rest (50,000) trains
     patience: int = 20  # the notebook's max_patience of early stopping
     rise_tolerance: float = 0.5  # nats: a larger epoch-to-epoch drop of the validation ELBO counts as unstable

@@ -150,7 +150,7 @@ def run(cfg: Config, ctx: Context) -> Result:
     mu, L = 2 * a.min().item(), 2 * a.max().item()
     hb_lr, hb_momentum = 4 / (math.sqrt(L) + math.sqrt(mu)) ** 2, ((math.sqrt(L) - math.sqrt(mu)) / (math.sqrt(L) + math.sqrt(mu))) ** 2
     candidates = {f"gradient descent, step {best_lr:.4g} (its best)": gd(best_lr),
-                  f"heavy ball, step {hb_lr:.3g}, momentum {hb_momentum:.3f}":
+                  f"heavy ball, step {hb_lr:.5g}, momentum {hb_momentum:.6f}":
                       lambda p: torch.optim.SGD(p, lr=hb_lr, momentum=hb_momentum),
                   **{f"Adam, step {lr:g}": (lambda p, lr=lr: torch.optim.Adam(p, lr=lr)) for lr in cfg.adam_lrs},
                   **{f"Adagrad, step {lr:g}": (lambda p, lr=lr: torch.optim.Adagrad(p, lr=lr)) for lr in cfg.adagrad_lrs}}

@@ -1,0 +1,128 @@
+"""Companion, DTU 02460 week 1 Exercise 1.8 (optional): a CNN encoder and decoder.
+
+Question: extend the Bernoulli VAE to a CNN-based encoder and decoder. When sampling from the trained model, is
+the sample quality qualitatively better? Is the test-set ELBO better?
+
+Method: ``ConvVAE``, the Gaussian-prior Bernoulli ``mlp_vae.MLPVAE`` of dtu_vae with its two fully connected
+networks replaced by convolutions (encoder: two stride-2 4x4 convolutions, 28 -> 14 -> 7, then a linear layer to
+the 2M outputs of q(z|x); decoder: the mirror image, a linear layer to 7x7 feature maps and two stride-2 transposed
+convolutions back to 28x28 logits), trained exactly as dtu_vae's Gaussian-prior MLP (binarized MNIST, all training
+images, the course's 5 epochs in batches of 128, Adam, the same seed and the same batches). Compared with that
+MLP itself (dtu_vae's checkpoint): the test ELBO of both on every test image with the same noise, and its paired
+difference; ten prior draws z, the same for both, decoded to means and binary samples; and the Frechet distance
+and k-NN precision and recall (``sample_metrics``, on the supervised CNN's features) of each model's binary
+samples against real binarized test digits, each kept only if it passes its own check on binarized digits (the
+known-bad sets and digits with flipped pixels).
+
+Rerun: ``python reproduce.py --only dtu_conv`` (needs sup and dtu_vae)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from experiments.courses.dtu.priors import paired
+from experiments.lib import mlp_vae, sample_metrics
+from experiments.lib.contract import Context, DigitGrid, Result
+from experiments.lib.data import binarize
+
+SECTION = "dtu_conv"
+TITLE = "DTU 02460: a CNN encoder and decoder (Exercise 1.8)"
+REQUIRES = ("sup", "dtu_vae")
+MODELS = ("mlp", "cnn")
+LABELS = {"mlp": "MLP (dtu_vae)", "cnn": "CNN"}
+SIDE = 28  # image side; each stride-2 layer halves it: 28 -> 14 -> 7
+
+
+@dataclass(frozen=True)
+class Config:
+    channels: tuple[int, int] = (16, 32)  # feature maps after the first and second convolution (the decoder mirrors)
+    kernel: int = 4  # side of every (transposed) convolution's kernel, stride 2, padding 1
+    # the course's command, as dtu_vae (its latent size M, prior and training are read from its checkpoint and config)
+    training: mlp_vae.Training = field(default_factory=lambda: mlp_vae.Training(epochs=5))
+    metric_images: int = 1000  # prior samples judged per model, and real test digits in each real set
+    knn: int = 3  # k of the precision/recall radii
+    flip_rate: float = 0.05  # share of pixels flipped in the known-bad set of binary digits with flipped pixels
+    shown: int = 10  # prior draws shown per model
+    stream: int = 51  # images and prior draws use generators seeded from seed + stream
+
+
+SMOKE = Config(channels=(4, 8), training=mlp_vae.Training(epochs=1), metric_images=100)
+
+HEADLINE = ("test.cnn.elbo", "test ELBO, CNN (nats)")
+TOLERANCES = {"test.cnn.elbo": (1e-3, 3.0), "test.mlp.elbo": (1e-3, 3.0), "cnn_minus_mlp.difference": (1e-3, 3.0)}
+
+
+class ConvDecoder(nn.Sequential):
+    """z (..., M) -> logits (..., D): the layers act on (N, M) with N the product of the leading dimensions
+    (importance sampling decodes (samples, B, M) at once), reshaped back after."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return super().forward(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
+
+
+class ConvVAE(mlp_vae.MLPVAE):
+    """``MLPVAE`` (its prior, likelihood, ELBO, importance sampling and training) with convolutional networks:
+    encoder x (B, D) -> (B, 1, 28, 28) -> (B, c1, 14, 14) -> (B, c2, 7, 7) -> (B, 2M); decoder the reverse."""
+
+    def __init__(self, arch: mlp_vae.Arch, channels: tuple[int, int], kernel: int):
+        super().__init__(arch)
+        c1, c2 = channels
+        act = mlp_vae.ACTIVATIONS[arch.activation]
+        flat = c2 * (SIDE // 4) ** 2
+        self.encoder = nn.Sequential(
+            nn.Unflatten(1, (1, SIDE, SIDE)),
+            nn.Conv2d(1, c1, kernel, stride=2, padding=1), act(),  # (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, kernel, stride=2, padding=1), act(),  # (B, c2, 7, 7)
+            nn.Flatten(1), nn.Linear(flat, 2 * arch.latent_dim))
+        self.decoder = ConvDecoder(
+            nn.Linear(arch.latent_dim, flat), act(), nn.Unflatten(1, (c2, SIDE // 4, SIDE // 4)),
+            nn.ConvTranspose2d(c2, c1, kernel, stride=2, padding=1), act(),  # (N, c1, 14, 14)
+            nn.ConvTranspose2d(c1, 1, kernel, stride=2, padding=1),  # (N, 1, 28, 28) logits
+            nn.Flatten(1))
+
+
+def run(cfg: Config, ctx: Context) -> Result:
+    classifier = sample_metrics.load_classifier(ctx.require("sup"), ctx.device)
+    models = {"mlp": mlp_vae.restore(ctx.require("dtu_vae")["gaussian"], ctx.device)}
+    arch = models["mlp"].arch  # dtu_vae's Gaussian prior, Bernoulli likelihood and latent size M
+    x_train = binarize(ctx.data.full_train.x).flatten(1).to(ctx.device)  # (N, 784) in {0, 1}, as dtu_vae
+    x_test = binarize(ctx.data.test.x).flatten(1).to(ctx.device)
+    models["cnn"] = ConvVAE(arch, cfg.channels, cfg.kernel).to(ctx.device)
+    history = mlp_vae.fit(models["cnn"], x_train, None, cfg.training, ctx, ctx.seed, label="cnn")
+    models["cnn"].eval()
+    # the real digits the samples are judged against, and the check of each measure on binarized digits
+    order = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(ctx.seed + cfg.stream))
+    n = cfg.metric_images
+    as_images = lambda x: x.view(-1, 1, SIDE, SIDE)  # noqa: E731
+    reference = sample_metrics.cnn_features(classifier, as_images(x_test[order[:n]]))
+    held_out = as_images(x_test[order[n:2 * n]])
+    bad_gen = torch.Generator().manual_seed(ctx.seed + cfg.stream + 1)
+    flips = (torch.rand(held_out.shape, generator=bad_gen) < cfg.flip_rate).float().to(ctx.device)
+    validation = sample_metrics.validate_each(reference, held_out, classifier, bad_gen, cfg.knn,
+                                              {"pixels flipped": (held_out - flips).abs()})
+    per_image, test, scores, rows, row_labels = {}, {}, {}, [], []
+    for name in MODELS:
+        terms = mlp_vae.per_image(models[name], x_test, ctx.seed + 1)  # the same eps for both models
+        per_image[name] = terms["elbo"]
+        test[name] = mlp_vae.evaluate(models[name], x_test, ctx.seed + 1)
+        draws = torch.Generator().manual_seed(ctx.seed + cfg.stream + 2)
+        with torch.no_grad():
+            z = models[name].sample_prior(n, draws)  # (n, M), the same draws for both models
+            means, samples = models[name].decoder_mean(z), models[name].sample_x(z, draws)  # (n, D) each
+        scores[name] = sample_metrics.score(reference, sample_metrics.cnn_features(classifier, as_images(samples)), cfg.knn)
+        rows += [means[:cfg.shown], samples[:cfg.shown]]
+        row_labels += [f"{LABELS[name]}: mean", f"{LABELS[name]}: sample"]
+    metrics = {
+        "test": test, "cnn_minus_mlp": paired(per_image["cnn"], per_image["mlp"]), "scores": scores,
+        "validation": validation, "train_elbo": history["train_elbo"],
+        "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()},
+        "channels": list(cfg.channels), "kernel": cfg.kernel, "latent_dim": arch.latent_dim,
+        "epochs": cfg.training.epochs, "batch_size": cfg.training.batch_size, "lr": cfg.training.lr,
+        "metric_images": n, "knn": cfg.knn, "flip_rate": cfg.flip_rate,
+        "timing": {"train_s": sum(history["epoch_s"])},
+    }
+    grid = DigitGrid(torch.stack(rows).view(len(rows), cfg.shown, SIDE, SIDE).cpu().numpy(), tuple(row_labels))
+    return Result(metrics, {"samples": grid})
