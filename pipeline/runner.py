@@ -34,6 +34,8 @@ from .interrupts import critical
 from .pool import Inline, Job, Outcome, Pool, pack
 from .registry import Registry, atomic_write
 
+COMMITTED = ROOT / "report" / "results.json"  # the repository's registry: section durations where --out has none
+
 
 @dataclass(frozen=True)
 class Options:
@@ -97,6 +99,7 @@ class Runner:
         self._packed: dict | None = None
         self._code: dict[str, dict[str, str]] = {}  # section -> hashes of the code this process imported
         self.executed: list[str] = []  # sections computed by this run, in the order they finished
+        self._durations: dict[str, float] | None = None  # section -> seconds it last took (``durations``)
 
     def say(self, section: str, message: str) -> None:
         self.stream.write(f"[{section}] {message}\n")
@@ -226,13 +229,38 @@ class Runner:
 
     def ready(self) -> list[str]:
         """Stale sections whose upstream sections are all done: in the report's order with one job; with
-        more, those that more sections require first (they lie on the longest path)."""
+        more, the longest chain of work first (``chains``), so that no long section starts last and runs alone."""
         ready = [n for n in SECTIONS if self._state.get(n) == "stale"
                  and all(self._state.get(u) == "done" for u in section_module(n).REQUIRES)]
         if self.opts.jobs == 1:
             return ready
-        dependants = {n: sum(n in section_module(other).REQUIRES for other in SECTIONS) for n in ready}
-        return sorted(ready, key=lambda n: -dependants[n])
+        chain = self.chains()
+        return sorted(ready, key=lambda n: -chain[n])
+
+    def chains(self) -> dict[str, float]:
+        """Each section's seconds (``durations``; 1 for one never timed) plus the longest chain of sections that
+        require it, one after another: list scheduling by this "bottom level" starts the critical path first."""
+        seconds, chain = self.durations(), {}
+
+        def length(name: str) -> float:
+            if name not in chain:
+                after = [length(m) for m in SECTIONS if name in section_module(m).REQUIRES]
+                chain[name] = seconds.get(name, 1.0) + max(after, default=0.0)
+            return chain[name]
+
+        return {name: length(name) for name in SECTIONS}
+
+    def durations(self) -> dict[str, float]:
+        """Each section's last recorded wall time in seconds, from --out's registry or else the repository's own
+        report/results.json (a fresh output folder has none): a hint for the order of jobs, never a result."""
+        if self._durations is None:
+            fallback = Registry(COMMITTED) if COMMITTED.is_file() else None
+            self._durations = {}
+            for name in SECTIONS:
+                entry = self.registry.entry(name) or (fallback.entry(name) if fallback else None)
+                if entry and isinstance(entry.get("wall_time_s"), (int, float)):
+                    self._durations[name] = float(entry["wall_time_s"])
+        return self._durations
 
     def submit(self, pool, name: str) -> cf.Future:
         reasons, needed_by = self._why[name], self._wanted[name]

@@ -176,3 +176,19 @@ def test_short_run_on_the_real_files(real_data, tmp_path):
     provenance = registry(out)["provenance"]
     assert provenance["data_md5"] == mnist.RAW_MD5
     assert provenance["split_sizes"] == {"train": 500, "val": 500, "test": 500}
+
+
+def test_with_two_jobs_the_longest_chain_of_recorded_work_starts_first(copied, tiny_data):
+    """Ready sections are ordered by their recorded seconds plus their dependants' longest chain (1 s when never timed)."""
+    import torch
+
+    from pipeline.runner import Options, Runner
+
+    opts = Options(out=copied, checkpoints=copied.parent / "report-ckpt", data_dir=tiny_data, device=torch.device("cpu"),
+                   seed=0, threads=1, smoke=True, jobs=2)
+    runner = Runner(opts)
+    runner._state = {"q1": "stale", "q3": "stale", "stan_gd": "stale", "stan_nn": "stale"}
+    runner._durations = {"q1": 1.0, "q3": 1.0, "stan_gd": 5.0, "stan_nn": 9.0}
+    # q3: 1 + q3x_long (1) + extra (1) = 3; q1: 1 + one of q2, q4, q4conv, extra (1) = 2
+    assert (runner.chains()["q3"], runner.chains()["q1"]) == (3.0, 2.0)
+    assert runner.ready() == ["stan_nn", "stan_gd", "q3", "q1"]
