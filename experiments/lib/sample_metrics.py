@@ -131,6 +131,20 @@ def validate_each(reference_f: torch.Tensor, held_out01: torch.Tensor, classifie
     return {"scores": scores, "passes": passes_each(scores)}
 
 
+def validate_binary(classifier, x_test: torch.Tensor, n: int, k: int, flip_rate: float,
+                    seed: int) -> tuple[torch.Tensor, dict]:
+    """The set-up for judging binary samples: binarized test digits x_test (N, 784) in a random order drawn with
+    ``seed``; the first n give the reference features (n, F) that samples are scored against, the next n are checked
+    by ``validate_each``, with the same digits with a ``flip_rate`` share of their pixels flipped among the bad sets
+    (drawn with seed + 1). Returns (reference features, validation)."""
+    order = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(seed))
+    reference = cnn_features(classifier, x_test[order[:n]].view(-1, 1, 28, 28))
+    held_out = x_test[order[n:2 * n]].view(-1, 1, 28, 28)
+    bad_gen = torch.Generator().manual_seed(seed + 1)
+    flips = (torch.rand(held_out.shape, generator=bad_gen) < flip_rate).float().to(held_out.device)
+    return reference, validate_each(reference, held_out, classifier, bad_gen, k, {"pixels flipped": (held_out - flips).abs()})
+
+
 def validate(reference_f: torch.Tensor, held_out01: torch.Tensor, classifier, generator: torch.Generator,
              k: int) -> dict:
     """Each measure on held-out real digits and on every known-bad set; whether each ranks the real ones best.

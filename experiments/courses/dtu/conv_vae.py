@@ -94,15 +94,10 @@ def run(cfg: Config, ctx: Context) -> Result:
     history = mlp_vae.fit(models["cnn"], x_train, None, cfg.training, ctx, ctx.seed, label="cnn")
     models["cnn"].eval()
     # the real digits the samples are judged against, and the check of each measure on binarized digits
-    order = torch.randperm(len(x_test), generator=torch.Generator().manual_seed(ctx.seed + cfg.stream))
     n = cfg.metric_images
     as_images = lambda x: x.view(-1, 1, SIDE, SIDE)  # noqa: E731
-    reference = sample_metrics.cnn_features(classifier, as_images(x_test[order[:n]]))
-    held_out = as_images(x_test[order[n:2 * n]])
-    bad_gen = torch.Generator().manual_seed(ctx.seed + cfg.stream + 1)
-    flips = (torch.rand(held_out.shape, generator=bad_gen) < cfg.flip_rate).float().to(ctx.device)
-    validation = sample_metrics.validate_each(reference, held_out, classifier, bad_gen, cfg.knn,
-                                              {"pixels flipped": (held_out - flips).abs()})
+    reference, validation = sample_metrics.validate_binary(classifier, x_test, n, cfg.knn, cfg.flip_rate,
+                                                           ctx.seed + cfg.stream)
     per_image, test, scores, rows, row_labels = {}, {}, {}, [], []
     for name in MODELS:
         terms = mlp_vae.per_image(models[name], x_test, ctx.seed + 1)  # the same eps for both models

@@ -104,16 +104,10 @@ def run(cfg: Config, ctx: Context) -> Result:
     split = torch.randperm(len(full), generator=torch.Generator().manual_seed(ctx.seed + cfg.stream + 4)).to(ctx.device)
     x_train, x_val = full[split[cfg.val_images:]], full[split[:cfg.val_images]]
     x_test = binarize(ctx.data.test.x).flatten(1).to(ctx.device)
-    pick = torch.Generator().manual_seed(ctx.seed + cfg.stream)
-    order = torch.randperm(len(x_test), generator=pick)
     n = cfg.metric_images
     as_images = lambda x: x.view(-1, 1, 28, 28)  # noqa: E731
-    reference = sample_metrics.cnn_features(classifier, as_images(x_test[order[:n]]))
-    held_out = as_images(x_test[order[n:2 * n]])
-    bad_gen = torch.Generator().manual_seed(ctx.seed + cfg.stream + 1)
-    flips = (torch.rand(held_out.shape, generator=bad_gen) < cfg.flip_rate).float().to(ctx.device)
-    validation = sample_metrics.validate_each(reference, held_out, classifier, bad_gen, cfg.knn,
-                                              {"pixels flipped": (held_out - flips).abs()})
+    reference, validation = sample_metrics.validate_binary(classifier, x_test, n, cfg.knn, cfg.flip_rate,
+                                                           ctx.seed + cfg.stream)
     histories, models, per_lr = {}, {}, {}
     for lr in cfg.lrs:
         training = dataclasses.replace(cfg.training, lr=lr)
