@@ -143,3 +143,10 @@ def test_conv_decoder_maps_leading_dimensions_like_each_slice(g):
     out = model.decoder(z)
     assert out.shape == (4, 5, 784)
     torch.testing.assert_close(out, torch.stack([model.decoder(zs) for zs in z]))
+
+
+def test_tolerance_rules_name_every_learning_rate_of_ein_vae():
+    """pipeline.tolerance's NOISE rules for ein_vae's per-rate best epoch name each of its Config's learning rates."""
+    from pipeline.tolerance import NOISE
+
+    assert {f"lrs.{lr:g}.best_epoch" for lr in ein_vae.Config().lrs} <= set(NOISE["ein_vae"])
