@@ -1,7 +1,8 @@
-"""Companion, DTU 02460 week 1 Exercise 1.8 (optional): a CNN encoder and decoder.
+"""Companion, DTU 02460 week 1 Exercise 1.8 (optional): a CNN encoder and decoder; and the course's network width.
 
 Question: extend the Bernoulli VAE to a CNN-based encoder and decoder. When sampling from the trained model, is
-the sample quality qualitatively better? Is the test-set ELBO better?
+the sample quality qualitatively better? Is the test-set ELBO better? And, for every DTU answer: what does our
+narrower MLP (hidden layers of 200, dtu_vae's) change against the course code's 512-unit layers?
 
 Method: ``ConvVAE``, the Gaussian-prior Bernoulli ``mlp_vae.MLPVAE`` of dtu_vae with its two fully connected
 networks replaced by convolutions (encoder: two stride-2 4x4 convolutions, 28 -> 14 -> 7, then a linear layer to
@@ -12,12 +13,14 @@ MLP itself (dtu_vae's checkpoint): the test ELBO of both on every test image wit
 difference; ten prior draws z, the same for both, decoded to means and binary samples; and the Frechet distance
 and k-NN precision and recall (``sample_metrics``, on the supervised CNN's features) of each model's binary
 samples against real binarized test digits, each kept only if it passes its own check on binarized digits (the
-known-bad sets and digits with flipped pixels).
+known-bad sets and digits with flipped pixels). The width: the same MLP with the course code's hidden layers
+(``wide``), trained by the same command, seed and batches, its test ELBO paired with dtu_vae's MLP's.
 
 Rerun: ``python reproduce.py --only dtu_conv`` (needs sup and dtu_vae)
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -29,9 +32,9 @@ from experiments.lib.contract import Context, DigitGrid, Result
 from experiments.lib.data import binarize
 
 SECTION = "dtu_conv"
-TITLE = "DTU 02460: a CNN encoder and decoder (Exercise 1.8)"
+TITLE = "DTU 02460: a CNN encoder and decoder (Exercise 1.8), and the course's network width"
 REQUIRES = ("sup", "dtu_vae")
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn")  # the models whose samples are shown and judged
 LABELS = {"mlp": "MLP (dtu_vae)", "cnn": "CNN"}
 SIDE = 28  # image side; each stride-2 layer halves it: 28 -> 14 -> 7
 
@@ -40,6 +43,7 @@ SIDE = 28  # image side; each stride-2 layer halves it: 28 -> 14 -> 7
 class Config:
     channels: tuple[int, int] = (16, 32)  # feature maps after the first and second convolution (the decoder mirrors)
     kernel: int = 4  # side of every (transposed) convolution's kernel, stride 2, padding 1
+    wide: tuple[int, ...] = (512, 512)  # the course code's hidden widths (vae_bernoulli.py), against dtu_vae's 200
     # the course's command, as dtu_vae (its latent size M, prior and training are read from its checkpoint and config)
     training: mlp_vae.Training = field(default_factory=lambda: mlp_vae.Training(epochs=5))
     metric_images: int = 1000  # prior samples judged per model, and real test digits in each real set
@@ -49,10 +53,11 @@ class Config:
     stream: int = 51  # images and prior draws use generators seeded from seed + stream
 
 
-SMOKE = Config(channels=(4, 8), training=mlp_vae.Training(epochs=1), metric_images=100)
+SMOKE = Config(channels=(4, 8), wide=(16, 16), training=mlp_vae.Training(epochs=1), metric_images=100)
 
 HEADLINE = ("test.cnn.elbo", "test ELBO, CNN (nats)")
-TOLERANCES = {"test.cnn.elbo": (1e-3, 3.0), "test.mlp.elbo": (1e-3, 3.0), "cnn_minus_mlp.difference": (1e-3, 3.0)}
+TOLERANCES = {"test.cnn.elbo": (1e-3, 3.0), "test.mlp.elbo": (1e-3, 3.0), "test.wide.elbo": (1e-3, 3.0),
+              "cnn_minus_mlp.difference": (1e-3, 3.0), "wide_minus_mlp.difference": (1e-3, 3.0)}
 
 
 class ConvDecoder(nn.Sequential):
@@ -91,18 +96,20 @@ def run(cfg: Config, ctx: Context) -> Result:
     x_train = binarize(ctx.data.full_train.x).flatten(1).to(ctx.device)  # (N, 784) in {0, 1}, as dtu_vae
     x_test = binarize(ctx.data.test.x).flatten(1).to(ctx.device)
     models["cnn"] = ConvVAE(arch, cfg.channels, cfg.kernel).to(ctx.device)
-    history = mlp_vae.fit(models["cnn"], x_train, None, cfg.training, ctx, ctx.seed, label="cnn")
-    models["cnn"].eval()
+    models["wide"] = mlp_vae.MLPVAE(dataclasses.replace(arch, hidden=cfg.wide)).to(ctx.device)
+    histories = {name: mlp_vae.fit(models[name], x_train, None, cfg.training, ctx, ctx.seed, label=name)
+                 for name in ("cnn", "wide")}  # the same batches and noise as dtu_vae's MLP
+    for model in models.values():
+        model.eval()
     # the real digits the samples are judged against, and the check of each measure on binarized digits
     n = cfg.metric_images
     as_images = lambda x: x.view(-1, 1, SIDE, SIDE)  # noqa: E731
     reference, validation = sample_metrics.validate_binary(classifier, x_test, n, cfg.knn, cfg.flip_rate,
                                                            ctx.seed + cfg.stream)
-    per_image, test, scores, rows, row_labels = {}, {}, {}, [], []
+    per_image = {name: mlp_vae.per_image(model, x_test, ctx.seed + 1)["elbo"] for name, model in models.items()}  # same eps
+    test = {name: mlp_vae.evaluate(model, x_test, ctx.seed + 1) for name, model in models.items()}
+    scores, rows, row_labels = {}, [], []
     for name in MODELS:
-        terms = mlp_vae.per_image(models[name], x_test, ctx.seed + 1)  # the same eps for both models
-        per_image[name] = terms["elbo"]
-        test[name] = mlp_vae.evaluate(models[name], x_test, ctx.seed + 1)
         draws = torch.Generator().manual_seed(ctx.seed + cfg.stream + 2)
         with torch.no_grad():
             z = models[name].sample_prior(n, draws)  # (n, M), the same draws for both models
@@ -111,13 +118,15 @@ def run(cfg: Config, ctx: Context) -> Result:
         rows += [means[:cfg.shown], samples[:cfg.shown]]
         row_labels += [f"{LABELS[name]}: mean", f"{LABELS[name]}: sample"]
     metrics = {
-        "test": test, "cnn_minus_mlp": paired(per_image["cnn"], per_image["mlp"]), "scores": scores,
-        "validation": validation, "train_elbo": history["train_elbo"],
+        "test": test, "cnn_minus_mlp": paired(per_image["cnn"], per_image["mlp"]),
+        "wide_minus_mlp": paired(per_image["wide"], per_image["mlp"]), "scores": scores,
+        "validation": validation, "train_elbo": {name: h["train_elbo"] for name, h in histories.items()},
         "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()},
         "channels": list(cfg.channels), "kernel": cfg.kernel, "latent_dim": arch.latent_dim,
+        "hidden": {"mlp": list(arch.hidden), "wide": list(cfg.wide)},
         "epochs": cfg.training.epochs, "batch_size": cfg.training.batch_size, "lr": cfg.training.lr,
         "metric_images": n, "knn": cfg.knn, "flip_rate": cfg.flip_rate,
-        "timing": {"train_s": sum(history["epoch_s"])},
+        "timing": {"train_s": {name: sum(h["epoch_s"]) for name, h in histories.items()}},
     }
     grid = DigitGrid(torch.stack(rows).view(len(rows), cfg.shown, SIDE, SIDE).cpu().numpy(), tuple(row_labels))
     return Result(metrics, {"samples": grid})
