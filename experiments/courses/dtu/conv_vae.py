@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from experiments.courses.dtu.priors import paired
+from experiments.courses.dtu.priors import paired, summary
 from experiments.lib import mlp_vae, sample_metrics
 from experiments.lib.contract import Context, DigitGrid, Result
 from experiments.lib.data import binarize
@@ -106,8 +106,9 @@ def run(cfg: Config, ctx: Context) -> Result:
     as_images = lambda x: x.view(-1, 1, SIDE, SIDE)  # noqa: E731
     reference, validation = sample_metrics.validate_binary(classifier, x_test, n, cfg.knn, cfg.flip_rate,
                                                            ctx.seed + cfg.stream)
-    per_image = {name: mlp_vae.per_image(model, x_test, ctx.seed + 1)["elbo"] for name, model in models.items()}  # same eps
-    test = {name: mlp_vae.evaluate(model, x_test, ctx.seed + 1) for name, model in models.items()}
+    terms = {name: mlp_vae.per_image(model, x_test, ctx.seed + 1) for name, model in models.items()}  # the same eps
+    test = {name: summary(t) for name, t in terms.items()}
+    per_image = {name: t["elbo"] for name, t in terms.items()}
     scores, rows, row_labels = {}, [], []
     for name in MODELS:
         draws = torch.Generator().manual_seed(ctx.seed + cfg.stream + 2)

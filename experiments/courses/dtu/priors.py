@@ -101,6 +101,13 @@ def clustering(z: torch.Tensor, labels: torch.Tensor, k: int) -> dict[str, float
     return {"knn_accuracy": knn_acc, "silhouette": ((b - a) / torch.maximum(a, b)).mean().item()}
 
 
+def summary(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``mlp_vae.evaluate`` from terms already computed (``mlp_vae.per_image``, each (N,)): the mean of each term
+    and the standard error of the mean ELBO, so that the per-image ELBOs serve a paired difference as well."""
+    return {**{key: v.mean().item() for key, v in terms.items()},
+            "elbo_se": (terms["elbo"].std() / math.sqrt(len(terms["elbo"]))).item()}
+
+
 def paired(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     """mean(a - b) over the same images with its standard error."""
     diff = a - b
@@ -156,8 +163,7 @@ def run(cfg: Config, ctx: Context) -> Result:
         models[name] = model
         terms = mlp_vae.per_image(model, x_test, ctx.seed + 1)
         per_image[name] = terms["elbo"]
-        test[name] = {key: v.mean().item() for key, v in terms.items()}
-        test[name]["elbo_se"] = (terms["elbo"].std() / math.sqrt(len(x_test))).item()
+        test[name] = summary(terms)
         # the aggregate posterior: one z ~ q(z|x) for every test image
         with torch.no_grad():
             mean, logvar = model.encode(x_test)
